@@ -1,0 +1,1 @@
+"""Dataset converters, splits and the synthetic phantom."""

@@ -1,0 +1,1 @@
+"""usseg_monai.metrics."""
