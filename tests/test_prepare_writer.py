@@ -1,0 +1,114 @@
+"""PreparedDatasetWriter: layout, orientation round trip, geometry, errors, datalist and summary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from usseg_monai.data.io import DatasetError, load_datalist
+from usseg_monai.data.prepared import PreparedDatasetWriter, safe_item_id
+
+
+def _image(w=12, h=9, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(w, h), dtype=np.uint8)
+
+
+def test_2d_layout_orientation_and_summary(tmp_path):
+    from monai.transforms import LoadImage
+
+    out = tmp_path / "out"
+    w = PreparedDatasetWriter(out, name="T", description="test")
+    img = _image()
+    mask = np.zeros_like(img)
+    mask[2:5, 6:8] = 1  # x in 2..4, y in 6..7
+    item = w.add("a_1", img, mask, class_name="benign", case_id="a", spacing=(0.1, 0.2), tirads="4a")
+    for i in range(2, 11):
+        w.add(f"b_{i}", _image(seed=i), np.zeros_like(img), class_name="malignant" if i % 2 else "benign", case_id=f"b{i // 2}")
+    w.skip("x.png", "unreadable")
+    summary = w.finalize(classes=["benign", "malignant"], val_fraction=0.2, seed=0)
+
+    assert item == {
+        "image": "images/a_1.png",
+        "label": "labels/a_1.png",
+        "class": "benign",
+        "class_index": 0,
+        "case_id": "a",
+        "spacing": [0.1, 0.2],
+        "tirads": "4a",
+    }
+    loader = LoadImage(image_only=True)
+    back = np.asarray(loader(str(out / "images/a_1.png")))
+    back_mask = np.asarray(loader(str(out / "labels/a_1.png")))
+    assert back.shape == (12, 9) and np.array_equal(back, img)
+    assert set(np.unique(back_mask)) == {0, 255} and np.array_equal(back_mask > 0, mask > 0)
+
+    dl = load_datalist(out / "datalist.json")
+    assert dl["classes"] == ["benign", "malignant"] and dl["spatial_dims"] == 2
+    assert sum(len(dl[s]) for s in ("training", "validation", "test")) == 10
+    cases = {}
+    for s in ("training", "validation", "test"):
+        for it in dl[s]:
+            assert cases.setdefault(it["case_id"], s) == s
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert summary["n_items"] == 10 and summary["empty_masks"] == 9 and summary["skipped"] == 1
+    assert summary["skipped_items"] == [{"what": "x.png", "reason": "unreadable"}]
+    assert summary["per_class"] == {"benign": 6, "malignant": 4}
+    assert sum(summary["per_split"].values()) == 10
+    assert summary["usseg_monai_version"] and summary["seconds"] >= 0
+
+
+def test_3d_geometry_kept(tmp_path):
+    from monai.transforms import LoadImage
+
+    vol = np.arange(4 * 5 * 3, dtype=np.int16).reshape(4, 5, 3)
+    lab = (vol % 7 == 0).astype(np.uint8) * 3
+    geom = {"spacing": np.array([0.5, 0.7, 2.0]), "origin": np.array([1.0, -2.0, 3.0]), "direction": np.eye(3)}
+    w = PreparedDatasetWriter(tmp_path / "o3", spatial_dims=3)
+    item = w.add("v", vol, lab, geometry=geom)
+    w.finalize(val_fraction=0.0)
+    assert item["spacing"] == [0.5, 0.7, 2.0]
+    img = LoadImage(image_only=True, reader="ITKReader")(str(tmp_path / "o3" / item["image"]))
+    seg = LoadImage(image_only=True, reader="ITKReader")(str(tmp_path / "o3" / item["label"]))
+    assert np.array_equal(np.asarray(img), vol)
+    assert np.array_equal(np.asarray(seg), (lab > 0).astype(np.uint8))
+    np.testing.assert_allclose(np.asarray(img.pixdim), [0.5, 0.7, 2.0], rtol=1e-6)
+
+
+def test_partition_in_finalize(tmp_path):
+    w = PreparedDatasetWriter(tmp_path / "p")
+    for i in range(20):
+        w.add(f"i{i}", _image(seed=i), _image(seed=i) > 128, class_name="c")
+    summary = w.finalize(val_fraction=0.25, labeled=3, class_only="rest")
+    dl = json.loads((tmp_path / "p" / "datalist.json").read_text())
+    assert summary["training_supervision"] == {"mask": 3, "class": 12, "none": 0}
+    assert all(("label" in it) == (it["supervision"] == "mask") for it in dl["training"])
+    assert all("label" in it and "supervision" not in it for it in dl["validation"])
+    assert dl["split"] == {"seed": 0, "test_fraction": 0.0, "val_fraction": 0.25, "labeled": 3, "class_only": "rest"}
+
+
+def test_writer_errors(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    with pytest.raises(DatasetError, match="inside the source"):
+        PreparedDatasetWriter(src / "out", source=src)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "f.txt").write_text("x")
+    with pytest.raises(DatasetError, match="not empty"):
+        PreparedDatasetWriter(busy)
+    w = PreparedDatasetWriter(tmp_path / "o")
+    with pytest.raises(DatasetError, match=r"a\.png, a_mask\.png\): mask shape \(3, 9\) differs"):
+        w.add("x", _image(), np.zeros((3, 9)), source_files=["a.png", "a_mask.png"])
+    with pytest.raises(DatasetError, match="item id"):
+        w.add("../x", _image())
+    with pytest.raises(DatasetError, match=r"\[0, 255\]"):
+        w.add("y", _image().astype(float) * 2)
+    w.add("z", _image())
+    with pytest.raises(DatasetError, match="duplicate"):
+        w.add("z", _image())
+    with pytest.raises(DatasetError, match="no images were converted"):
+        PreparedDatasetWriter(tmp_path / "empty").finalize()
+    assert safe_item_id("benign (12)") == "benign_12"

@@ -1,0 +1,360 @@
+"""Writer of prepared datasets: images, masks, ``datalist.json`` and ``summary.json``.
+
+Every converter (BUSI, DDTI, DICOM, volumes) and the phantom generator builds its output through
+:class:`PreparedDatasetWriter`, so all prepared datasets share one layout (``docs/conventions.md``):
+
+```
+<out>/datalist.json  summary.json  images/<id>.png|.nii.gz  labels/<id>.png|.nii.gz
+```
+
+2D images are 8-bit grayscale PNG and masks PNG 0/255; 3D images and masks are NIfTI (``.nii.gz``)
+keeping spacing (mm), origin and direction, masks uint8 0/1. Arrays are given in MONAI index order
+``(x, y[, z])``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from usseg_monai.data.io import (
+    DATALIST_SECTIONS,
+    DatasetError,
+    atomic_write_json,
+    prepare_output_dir,
+    save_png,
+    save_volume,
+    write_datalist,
+)
+from usseg_monai.data.splits import partition_training, split_items
+
+__all__ = ["PreparedDatasetWriter", "safe_item_id", "split_parameters"]
+
+logger = logging.getLogger(__name__)
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def safe_item_id(text: str) -> str:
+    """A file-name-safe item id: runs of characters other than ``A-Za-z0-9._+-`` become ``_``."""
+    out = re.sub(r"[^A-Za-z0-9._+-]+", "_", str(text)).strip("_.")
+    if not out:
+        raise DatasetError(f"cannot build an item id from {text!r}")
+    return out
+
+
+def split_parameters(
+    val_fraction: float, test_fraction: float, seed: int, n_folds: int | None, fold: int, labeled: Any, class_only: Any
+) -> dict[str, Any]:
+    """The split/partition settings as stored in ``datalist.json`` and ``summary.json``."""
+    params: dict[str, Any] = {"seed": seed, "test_fraction": test_fraction}
+    if n_folds is None:
+        params["val_fraction"] = val_fraction
+    else:
+        params.update(n_folds=n_folds, fold=fold)
+    if labeled is not None or class_only is not None:
+        params.update(labeled=labeled, class_only=class_only)
+    return params
+
+
+def _float_list(values: Any) -> list[float]:
+    return [round(float(v), 10) for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+class PreparedDatasetWriter:
+    """Write a prepared dataset item by item, then split it and write its datalist and summary.
+
+    Example::
+
+        writer = PreparedDatasetWriter("out/busi", source="Dataset_BUSI_with_GT", name="BUSI")
+        writer.add("benign_1", image_xy, mask_xy, class_name="benign", case_id="benign_1")
+        summary = writer.finalize(classes=["benign", "malignant", "normal"], val_fraction=0.2, seed=0)
+
+    Args:
+        output_dir: output folder; created; must be empty unless ``overwrite``; never inside ``source``.
+        source: the source folder or file(s) (recorded in the summary; the output may not lie inside it).
+        overwrite: allow a non-empty output folder (files are replaced atomically, nothing is deleted).
+        spatial_dims: 2 (PNG) or 3 (NIfTI).
+        name: dataset name written into the datalist.
+        description: one-line description written into the datalist.
+        classes: class names in class-index order, if known in advance (else given to :meth:`finalize`
+            or taken as the sorted class names seen).
+        modality: datalist ``modality`` field.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        *,
+        source: str | os.PathLike | None = None,
+        overwrite: bool = False,
+        spatial_dims: int = 2,
+        name: str = "",
+        description: str = "",
+        classes: list[str] | None = None,
+        modality: str = "US",
+    ) -> None:
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        src = Path(source) if source is not None else None
+        guard = src if src is None or src.is_dir() else src.parent
+        self.output_dir = prepare_output_dir(output_dir, guard, overwrite=overwrite)
+        self.source = src
+        self.spatial_dims = spatial_dims
+        self.name = name
+        self.description = description
+        self.classes = list(classes) if classes is not None else None
+        self.modality = modality
+        self.items: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, str]] = []
+        self.empty_masks: list[str] = []
+        self._ids: set[str] = set()
+        self._start = time.monotonic()
+        self._ext = ".png" if spatial_dims == 2 else ".nii.gz"
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(
+        self,
+        item_id: str,
+        image: np.ndarray,
+        label: np.ndarray | None = None,
+        *,
+        class_name: str | None = None,
+        case_id: str | None = None,
+        spacing: Any = None,
+        geometry: dict[str, Any] | None = None,
+        source_files: list[str | os.PathLike] | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Write one image (and mask) and record its datalist item.
+
+        Args:
+            item_id: file-name-safe id, unique in the dataset (``images/<item_id>.png``).
+            image: ``(x, y[, z])`` array; 2D values must lie in ``[0, 255]`` (stored as uint8 PNG).
+            label: mask of the same shape, binarised with ``> 0`` (PNG 0/255 in 2D, NIfTI 0/1 in 3D);
+                ``None`` for an image without a mask.
+            class_name: class of the image (e.g. ``"benign"``, a TI-RADS grade).
+            case_id: patient/case id; items of one case never straddle splits. Default: ``item_id``.
+            spacing: mm per pixel in ``(x, y[, z])`` order, if known. 3D needs it (or ``geometry``).
+            geometry: ``{"spacing", "origin", "direction"}`` as returned by ``io.load_volume``.
+            source_files: the files this item came from, named in error messages.
+            **extra: further JSON-serialisable fields stored in the item (e.g. ``tirads``, ``group``,
+                ``frame``). ``group`` overrides ``case_id`` for splitting (e.g. identical images).
+
+        Returns:
+            The datalist item (paths relative to the output folder); ``class_index`` is filled in when
+            the class list is known (here or in :meth:`finalize`).
+
+        Raises:
+            DatasetError: bad id, duplicate id, wrong dimensionality, or image/mask shape mismatch
+                (naming the item and its source files).
+        """
+        where = f"item {item_id!r}" + (f" ({', '.join(str(f) for f in source_files)})" if source_files else "")
+        if not isinstance(item_id, str) or not _ID_RE.match(item_id):
+            raise DatasetError(f"{where}: item id must match {_ID_RE.pattern} (use safe_item_id)")
+        if item_id in self._ids:
+            raise DatasetError(f"{where}: duplicate item id")
+        img = np.asarray(image)
+        if img.ndim != self.spatial_dims:
+            raise DatasetError(f"{where}: expected a {self.spatial_dims}D (x, y{', z' if self.spatial_dims == 3 else ''}) image, got shape {img.shape}")
+        lab = None
+        if label is not None:
+            lab = np.asarray(label)
+            if lab.shape != img.shape:
+                raise DatasetError(f"{where}: mask shape {lab.shape} differs from image shape {img.shape} (x, y order)")
+            lab = (lab > 0).astype(np.uint8)
+        if geometry is not None and spacing is None:
+            spacing = geometry.get("spacing")
+        if spacing is not None:
+            spacing = _float_list(spacing)
+            if len(spacing) != self.spatial_dims or not all(np.isfinite(spacing)) or min(spacing) <= 0:
+                raise DatasetError(f"{where}: spacing {spacing} is not {self.spatial_dims} positive numbers (mm)")
+
+        image_rel = f"images/{item_id}{self._ext}"
+        label_rel = f"labels/{item_id}{self._ext}"
+        if self.spatial_dims == 2:
+            if img.dtype != np.uint8 and img.size and (np.nanmin(img) < 0 or np.nanmax(img) > 255):
+                raise DatasetError(f"{where}: 2D image values must lie in [0, 255], got [{np.nanmin(img)}, {np.nanmax(img)}]")
+            save_png(self.output_dir / image_rel, img)
+            if lab is not None:
+                save_png(self.output_dir / label_rel, lab * np.uint8(255))
+        else:
+            if spacing is None:
+                raise DatasetError(f"{where}: a 3D item needs its spacing (mm)")
+            origin = geometry.get("origin") if geometry else None
+            direction = geometry.get("direction") if geometry else None
+            save_volume(self.output_dir / image_rel, img, spacing, origin, direction)
+            if lab is not None:
+                save_volume(self.output_dir / label_rel, lab, spacing, origin, direction)
+
+        item: dict[str, Any] = {"image": image_rel}
+        if lab is not None:
+            item["label"] = label_rel
+            if not lab.any():
+                self.empty_masks.append(item_id)
+        if class_name is not None:
+            item["class"] = str(class_name)
+            if self.classes is not None:
+                if item["class"] not in self.classes:
+                    raise DatasetError(f"{where}: class {item['class']!r} is not one of {self.classes}")
+                item["class_index"] = self.classes.index(item["class"])
+        item["case_id"] = str(case_id) if case_id is not None else item_id
+        if spacing is not None:
+            item["spacing"] = spacing
+        for key, value in extra.items():
+            if key in item:
+                raise DatasetError(f"{where}: extra field {key!r} clashes with a datalist key")
+            item[key] = value
+        self.items.append(item)
+        self._ids.add(item_id)
+        if len(self.items) % 100 == 0:
+            logger.info("%s: %d items written", self.name or self.output_dir.name, len(self.items))
+        return item
+
+    def skip(self, what: str, reason: str) -> None:
+        """Record something left out (``what``: file or item; ``reason``: why) and log a warning."""
+        self.skipped.append({"what": str(what), "reason": str(reason)})
+        logger.warning("skipped %s: %s", what, reason)
+
+    def finalize(
+        self,
+        *,
+        classes: list[str] | None = None,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.0,
+        seed: int = 0,
+        n_folds: int | None = None,
+        fold: int = 0,
+        labeled: int | float | None = None,
+        class_only: int | float | str | None = None,
+        summary_extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Split the items, optionally partition the training set, write ``datalist.json`` and ``summary.json``.
+
+        Args:
+            classes: class names in class-index order (default: those given at construction, else the
+                sorted names seen).
+            val_fraction, test_fraction, seed, n_folds, fold: see :func:`usseg_monai.data.splits.split_items`
+                (stratified by class, grouped by ``group`` or else ``case_id``).
+            labeled, class_only: see :func:`usseg_monai.data.splits.partition_training`; both ``None``
+                leaves the training items without a ``supervision`` key (all fully supervised).
+            summary_extra: further fields for ``summary.json`` (e.g. duplicates found, polygons dropped).
+
+        Returns:
+            The summary (also written to ``summary.json``).
+
+        Raises:
+            DatasetError: no item was written, or an item's class is not in ``classes``.
+            ValueError: bad split or partition parameters.
+        """
+        if not self.items:
+            detail = f"; {len(self.skipped)} skipped, first: {self.skipped[0]}" if self.skipped else ""
+            raise DatasetError(f"no images were converted from {self.source or 'the source'}{detail}")
+        seen = sorted({it["class"] for it in self.items if "class" in it})
+        classes = list(classes) if classes is not None else (self.classes or seen)
+        for it in self.items:
+            if "class" in it:
+                if it["class"] not in classes:
+                    raise DatasetError(f"item {it['image']}: class {it['class']!r} is not one of {classes}")
+                it["class_index"] = classes.index(it["class"])
+        has_class = bool(seen)
+        split_key = "_split_group"
+        keyed = [dict(it, **{split_key: it.get("group", it["case_id"])}) for it in self.items]
+        parts = split_items(
+            keyed,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            stratify_key="class" if has_class else None,
+            group_key=split_key,
+            n_folds=n_folds,
+            fold=fold,
+        )
+        for section in parts.values():
+            for it in section:
+                it.pop(split_key, None)
+        if labeled is not None or class_only is not None:
+            parts["training"] = partition_training(
+                parts["training"],
+                labeled=labeled,
+                class_only=class_only,
+                seed=seed,
+                stratify_key="class" if has_class else None,
+            )
+        params = split_parameters(val_fraction, test_fraction, seed, n_folds, fold, labeled, class_only)
+        datalist: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "modality": self.modality,
+            "spatial_dims": self.spatial_dims,
+            "labels": {"0": "background", "1": "lesion"},
+            "classes": classes,
+            "split": params,
+        }
+        datalist.update(parts)
+        write_datalist(self.output_dir, datalist)
+        summary = build_summary(datalist, name=self.name, source=self.source, output_dir=self.output_dir)
+        summary.update(
+            empty_masks=len(self.empty_masks),
+            empty_mask_items=sorted(self.empty_masks),
+            skipped=len(self.skipped),
+            skipped_items=list(self.skipped),
+            seconds=round(time.monotonic() - self._start, 3),
+        )
+        if summary_extra:
+            summary.update(summary_extra)
+        atomic_write_json(self.output_dir / "summary.json", summary)
+        logger.info(
+            "%s: %d items (%s), %d empty masks, %d skipped, written to %s in %.1f s",
+            self.name or "dataset",
+            summary["n_items"],
+            ", ".join(f"{k} {v}" for k, v in summary["per_split"].items()),
+            len(self.empty_masks),
+            len(self.skipped),
+            self.output_dir,
+            summary["seconds"],
+        )
+        return summary
+
+
+def build_summary(
+    datalist: dict[str, Any], *, name: str = "", source: Any = None, output_dir: Any = None
+) -> dict[str, Any]:
+    """Counts of a datalist: per split, per class, per class and split, cases, supervision levels."""
+    from usseg_monai import __version__
+
+    per_split = {s: len(datalist.get(s, [])) for s in DATALIST_SECTIONS}
+    all_items = [it for s in DATALIST_SECTIONS for it in datalist.get(s, [])]
+    per_class = dict(sorted(Counter(it.get("class", "") for it in all_items if "class" in it).items()))
+    per_class_split = {
+        s: dict(sorted(Counter(it["class"] for it in datalist.get(s, []) if "class" in it).items()))
+        for s in DATALIST_SECTIONS
+    }
+    summary: dict[str, Any] = {
+        "name": name or datalist.get("name", ""),
+        "source": str(source) if source is not None else None,
+        "output": str(output_dir) if output_dir is not None else None,
+        "usseg_monai_version": __version__,
+        "spatial_dims": datalist.get("spatial_dims"),
+        "n_items": len(all_items),
+        "n_cases": len({it.get("case_id", it["image"]) for it in all_items}),
+        "n_with_mask": sum("label" in it for it in all_items),
+        "n_with_spacing": sum("spacing" in it for it in all_items),
+        "per_split": per_split,
+        "per_class": per_class,
+        "per_class_split": per_class_split,
+        "split": datalist.get("split", {}),
+    }
+    sup = Counter(it["supervision"] for it in datalist.get("training", []) if "supervision" in it)
+    if sup:
+        summary["training_supervision"] = {k: sup.get(k, 0) for k in ("mask", "class", "none")}
+    return summary
