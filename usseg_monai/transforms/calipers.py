@@ -1,0 +1,371 @@
+"""MONAI transforms over :mod:`usseg_monai.calipers`: array forms ``Foo`` and dictionary forms ``Food``.
+
+They take channel-first tensors ``[C, x, y(, z)]`` (MetaTensors), 2D and 3D alike, and read the spacing
+(mm) from the image metadata (``MetaTensor.pixdim``); use :class:`~usseg_monai.transforms.ApplySpacingd`
+first for PNGs whose spacing is in the datalist. Typical training chain for caliper supervision::
+
+    LoadImaged(["image"]), EnsureChannelFirstd(["image"]), ApplySpacingd(["image"]),
+    LoadCalipersd("calipers"),                      # or, for a public dataset with masks:
+    #   LoadImaged("label"), EnsureChannelFirstd("label"), ApplySpacingd("label"), CalipersFromMaskd("label"),
+    CaliperPseudoLabelsd("calipers", ref_key="image"),  # -> conservative_label, radical_label, caliper_axes
+    DeleteItemsd("calipers"),                       # the annotation object does not collate into batches
+    RandFlipd / RandRotate90d / RandAffined(keys=["image", "conservative_label", "radical_label", "caliper_axes"])
+
+and at inference ``MeasureLesiond("pred")`` writes ``pred_measurements``, a list of per-lesion dicts
+(:func:`usseg_monai.calipers.measure_mask`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, RandomizableTransform, Transform
+from monai.utils import ensure_tuple_rep
+
+from usseg_monai.calipers.annotation import DEFAULT_ANGLE_TOLERANCE, CaliperAnnotation, load_calipers
+from usseg_monai.calipers.derive import calipers_from_mask, jitter_calipers
+from usseg_monai.calipers.measure import measure_mask
+from usseg_monai.calipers.rasterize import LABEL_NAMES, rasterize_calipers
+from usseg_monai.data.io import DatasetError
+
+__all__ = [
+    "image_spacing",
+    "LoadCalipers",
+    "LoadCalipersd",
+    "CalipersFromMask",
+    "CalipersFromMaskd",
+    "RandCaliperJitter",
+    "RandCaliperJitterd",
+    "CaliperPseudoLabels",
+    "CaliperPseudoLabelsd",
+    "MeasureLesion",
+    "MeasureLesiond",
+    "LoadCalipersD",
+    "LoadCalipersDict",
+    "CalipersFromMaskD",
+    "CalipersFromMaskDict",
+    "RandCaliperJitterD",
+    "RandCaliperJitterDict",
+    "CaliperPseudoLabelsD",
+    "CaliperPseudoLabelsDict",
+    "MeasureLesionD",
+    "MeasureLesionDict",
+]
+
+
+def image_spacing(img: Any, nd: int | None = None) -> tuple[float, ...]:
+    """Spacing (mm per voxel, ``(x, y[, z])``) of a channel-first image: ``MetaTensor.pixdim``, else 1.0."""
+    nd = (img.ndim - 1) if nd is None else nd
+    if isinstance(img, MetaTensor):
+        pix = np.asarray(img.pixdim, dtype=np.float64).ravel()
+        if len(pix) >= nd:
+            return tuple(float(p) for p in pix[:nd])
+    return (1.0,) * nd
+
+
+def _spatial_mask(img: Any, threshold: float, channel: int | None, where: str) -> np.ndarray:
+    """Boolean ``(x, y[, z])`` mask from a channel-first tensor or array."""
+    arr = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"{where}: expected a channel-first [C, x, y(, z)] array, got shape {tuple(arr.shape)}")
+    c = channel if channel is not None else (0 if arr.shape[0] == 1 else 1)
+    if not 0 <= c < arr.shape[0]:
+        raise ValueError(f"{where}: lesion channel {c} does not exist in an array with {arr.shape[0]} channels")
+    return arr[c] > threshold
+
+
+class LoadCalipers(Transform):
+    """Read a caliper JSON file (or accept a parsed dict / an annotation) into a :class:`CaliperAnnotation`.
+
+    Args:
+        validate: check the annotation (see :meth:`CaliperAnnotation.validate`).
+        angle_tolerance: allowed deviation from perpendicular, degrees.
+    """
+
+    def __init__(self, validate: bool = True, angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> None:
+        self.validate = validate
+        self.angle_tolerance = angle_tolerance
+
+    def __call__(self, src: str | os.PathLike | Mapping | CaliperAnnotation) -> CaliperAnnotation:
+        if isinstance(src, CaliperAnnotation):
+            return src.validate(self.angle_tolerance) if self.validate else src
+        if isinstance(src, Mapping):
+            return CaliperAnnotation.from_dict(dict(src), validate=self.validate, angle_tolerance=self.angle_tolerance)
+        return load_calipers(src, validate=self.validate, angle_tolerance=self.angle_tolerance)
+
+
+class LoadCalipersd(MapTransform):
+    """Dictionary form of :class:`LoadCalipers`: replace each key's path by the annotation."""
+
+    def __init__(self, keys: KeysCollection = "calipers", validate: bool = True,
+                 angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.loader = LoadCalipers(validate, angle_tolerance)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.loader(d[key])
+        return d
+
+
+class CalipersFromMask(Transform):
+    """Derive calipers from a channel-first mask, as a clinician measures (:func:`calipers_from_mask`).
+
+    Args:
+        allow_empty: an empty mask gives an annotation without lesions instead of an error.
+        connectivity: neighbourhood rank for connected lesions (default full).
+        min_voxels: ignore lesions smaller than this.
+        chord_step: chord sampling step as a fraction of the smallest spacing (default 0.5 in 2D, 1.0 in 3D).
+        threshold: the mask is ``channel > threshold``.
+        channel: lesion channel (default 0 for one channel, 1 for a one-hot / two-class mask).
+    """
+
+    def __init__(self, allow_empty: bool = False, connectivity: int | None = None, min_voxels: int = 1,
+                 chord_step: float | None = None, threshold: float = 0.5, channel: int | None = None) -> None:
+        self.allow_empty = allow_empty
+        self.connectivity = connectivity
+        self.min_voxels = min_voxels
+        self.chord_step = chord_step
+        self.threshold = threshold
+        self.channel = channel
+
+    def __call__(self, mask: Any, spacing: Sequence[float] | None = None, where: str = "mask") -> CaliperAnnotation:
+        m = _spatial_mask(mask, self.threshold, self.channel, where)
+        sp = image_spacing(mask, m.ndim) if spacing is None else tuple(spacing)
+        return calipers_from_mask(m, sp, allow_empty=self.allow_empty, connectivity=self.connectivity,
+                                  min_voxels=self.min_voxels, chord_step=self.chord_step, where=where)
+
+
+class CalipersFromMaskd(MapTransform):
+    """Dictionary form of :class:`CalipersFromMask`.
+
+    Args:
+        keys: mask keys (e.g. ``"label"``).
+        output_keys: where to store the annotations (one per key), default ``"calipers"``.
+        other args: see :class:`CalipersFromMask`.
+    """
+
+    def __init__(self, keys: KeysCollection = "label", output_keys: KeysCollection = "calipers",
+                 allow_empty: bool = False, connectivity: int | None = None, min_voxels: int = 1,
+                 chord_step: float | None = None, threshold: float = 0.5, channel: int | None = None,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_keys = ensure_tuple_rep(output_keys, len(self.keys))
+        self.op = CalipersFromMask(allow_empty, connectivity, min_voxels, chord_step, threshold, channel)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key, out in self.key_iterator(d, self.output_keys):
+            d[out] = self.op(d[key], where=f"key {key!r}")
+        return d
+
+
+class RandCaliperJitter(RandomizableTransform):
+    """Simulate reader variability on an annotation (:func:`jitter_calipers`), with probability ``prob``.
+
+    Args:
+        jitter_mm: standard deviation of the endpoint displacement per axis, mm.
+        prob: probability of jittering.
+    """
+
+    def __init__(self, jitter_mm: float = 1.0, prob: float = 1.0) -> None:
+        RandomizableTransform.__init__(self, prob)
+        if jitter_mm < 0:
+            raise ValueError(f"jitter_mm must be >= 0, got {jitter_mm}")
+        self.jitter_mm = jitter_mm
+
+    def __call__(self, annotation: CaliperAnnotation, randomize: bool = True) -> CaliperAnnotation:
+        if randomize:
+            self.randomize(None)
+        if not self._do_transform or self.jitter_mm == 0:
+            return annotation
+        seed = int(self.R.randint(0, 2**31 - 1))
+        return jitter_calipers(annotation, self.jitter_mm, seed)
+
+
+class RandCaliperJitterd(RandomizableTransform, MapTransform):
+    """Dictionary form of :class:`RandCaliperJitter`; place it before :class:`CaliperPseudoLabelsd`."""
+
+    def __init__(self, keys: KeysCollection = "calipers", jitter_mm: float = 1.0, prob: float = 1.0,
+                 allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.op = RandCaliperJitter(jitter_mm, prob=1.0)
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandCaliperJitterd:
+        super().set_random_state(seed, state)
+        self.op.set_random_state(seed, state)
+        return self
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = self.op(d[key])
+        return d
+
+
+class CaliperPseudoLabels(Transform):
+    """Rasterise an annotation into ``[3, x, y(, z)]``: conservative label, radical label, axis mask.
+
+    The grid (shape, spacing, affine and metadata) comes from a reference image ``ref`` (channel-first
+    MetaTensor): the annotation's ``image_shape`` must equal the image's spatial shape, and its geometry is
+    checked with the image's spacing (``pixdim``), which is the one used; an annotation spacing that disagrees
+    with the image's gives a warning. Conservative is inside radical and the axes inside conservative, always
+    (see :mod:`usseg_monai.calipers.rasterize`). An annotation without lesions gives zeros.
+
+    Args:
+        validate: check the annotation against the image before rasterising.
+        angle_tolerance: allowed deviation from perpendicular, degrees.
+        dtype: output dtype (float32 keeps MONAI's interpolating augmentations happy).
+        warn_fallback: warn when a lesion needs the fallback ellipse.
+    """
+
+    def __init__(self, validate: bool = True, angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
+                 dtype: torch.dtype = torch.float32, warn_fallback: bool = True) -> None:
+        self.validate = validate
+        self.angle_tolerance = angle_tolerance
+        self.dtype = dtype
+        self.warn_fallback = warn_fallback
+
+    def grid(self, annotation: CaliperAnnotation, ref: Any = None, spatial_shape: Sequence[int] | None = None,
+             spacing: Sequence[float] | None = None, where: str = "calipers") -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """Checked grid shape and spacing for ``annotation``."""
+        if not isinstance(annotation, CaliperAnnotation):
+            raise TypeError(f"{where}: expected a CaliperAnnotation (use LoadCalipersd first), got {type(annotation).__name__}")
+        if spatial_shape is None:
+            spatial_shape = tuple(ref.shape[1:]) if ref is not None else annotation.image_shape
+        shape = tuple(int(s) for s in spatial_shape)
+        nd = len(shape)
+        if spacing is None:
+            spacing = image_spacing(ref, nd) if ref is not None else annotation.spacing
+        spacing = tuple(float(s) for s in spacing)
+        if annotation.ndim != nd:
+            raise DatasetError(
+                f"{where}: the calipers are {annotation.ndim}D (image_shape {list(annotation.image_shape)}) "
+                f"but the image is {nd}D {list(shape)}"
+            )
+        for i, les in enumerate(annotation.lesions):
+            if les.segments.ndim != 3 or les.segments.shape[0] != nd or les.segments.shape[-1] != nd:
+                raise DatasetError(
+                    f"{where}: lesion {i} has {les.segments.shape[0]} segments of {les.segments.shape[-1]}D endpoints; "
+                    f"a {nd}D image needs {nd} segments of {nd}D endpoints"
+                )
+        if tuple(annotation.image_shape) != shape:
+            raise DatasetError(
+                f"{where}: calipers were made for an image of shape {list(annotation.image_shape)}, "
+                f"the image has shape {list(shape)}"
+            )
+        if not np.allclose(annotation.spacing, spacing, rtol=1e-3, atol=1e-6):
+            warnings.warn(
+                f"{where}: caliper spacing {list(annotation.spacing)} differs from the image spacing "
+                f"{list(spacing)} mm; using the image's (apply the datalist spacing with ApplySpacingd)",
+                stacklevel=2,
+            )
+        if self.validate:
+            checked = CaliperAnnotation(spacing, shape, annotation.lesions)
+            checked.validate(self.angle_tolerance, where=where)
+        return shape, spacing
+
+    def __call__(self, annotation: CaliperAnnotation, ref: Any = None, spatial_shape: Sequence[int] | None = None,
+                 spacing: Sequence[float] | None = None, where: str = "calipers") -> torch.Tensor:
+        shape, spacing = self.grid(annotation, ref, spatial_shape, spacing, where)
+        labels = rasterize_calipers(annotation, shape, spacing, warn=self.warn_fallback)
+        arr = torch.as_tensor(np.stack([labels[name] for name in LABEL_NAMES]), dtype=self.dtype)
+        if isinstance(ref, MetaTensor):
+            return MetaTensor(arr, affine=ref.affine.clone(), meta={k: v for k, v in ref.meta.items() if k != "affine"})
+        return arr
+
+
+class CaliperPseudoLabelsd(MapTransform):
+    """Dictionary form of :class:`CaliperPseudoLabels`: add three label keys ``[1, x, y(, z)]`` each.
+
+    Args:
+        keys: the annotation key (one).
+        ref_key: image key giving shape, spacing and affine.
+        output_keys: names of the conservative, radical and axis labels.
+        other args: see :class:`CaliperPseudoLabels`.
+    """
+
+    def __init__(self, keys: KeysCollection = "calipers", ref_key: str = "image",
+                 output_keys: Sequence[str] = LABEL_NAMES, validate: bool = True,
+                 angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE, dtype: torch.dtype = torch.float32,
+                 warn_fallback: bool = True, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"CaliperPseudoLabelsd takes one annotation key, got {self.keys}")
+        if len(output_keys) != 3:
+            raise ValueError(f"output_keys must name 3 labels (conservative, radical, axes), got {output_keys}")
+        self.ref_key = ref_key
+        self.output_keys = tuple(output_keys)
+        self.op = CaliperPseudoLabels(validate, angle_tolerance, dtype, warn_fallback)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if self.ref_key not in d:
+                raise KeyError(f"CaliperPseudoLabelsd: reference image key {self.ref_key!r} is missing from the item")
+            labels = self.op(d[key], d[self.ref_key], where=f"key {key!r}")
+            for c, out in enumerate(self.output_keys):
+                d[out] = labels[c : c + 1].clone()
+        return d
+
+
+class MeasureLesion(Transform):
+    """Measure every lesion of a channel-first mask or prediction (:func:`measure_mask`), spacing from pixdim.
+
+    Args:
+        threshold: lesion where the lesion channel is ``> threshold`` (0.5 suits labels and probabilities).
+        channel: lesion channel (default 0 for one channel, 1 for one-hot / softmax outputs).
+        connectivity: neighbourhood rank for connected lesions (default full).
+        min_voxels: ignore lesions smaller than this (speckle).
+
+    Returns:
+        A list of per-lesion dicts (mm, degrees-free; see :mod:`usseg_monai.calipers.measure`).
+    """
+
+    def __init__(self, threshold: float = 0.5, channel: int | None = None, connectivity: int | None = None,
+                 min_voxels: int = 1) -> None:
+        self.threshold = threshold
+        self.channel = channel
+        self.connectivity = connectivity
+        self.min_voxels = min_voxels
+
+    def __call__(self, img: Any, spacing: Sequence[float] | None = None, where: str = "prediction") -> list[dict[str, Any]]:
+        m = _spatial_mask(img, self.threshold, self.channel, where)
+        sp = image_spacing(img, m.ndim) if spacing is None else tuple(spacing)
+        return measure_mask(m, sp, connectivity=self.connectivity, min_voxels=self.min_voxels)
+
+
+class MeasureLesiond(MapTransform):
+    """Dictionary form of :class:`MeasureLesion`: writes ``<key>_<postfix>`` (default ``pred_measurements``)."""
+
+    def __init__(self, keys: KeysCollection = "pred", output_postfix: str = "measurements", threshold: float = 0.5,
+                 channel: int | None = None, connectivity: int | None = None, min_voxels: int = 1,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_postfix = output_postfix
+        self.op = MeasureLesion(threshold, channel, connectivity, min_voxels)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[f"{key}_{self.output_postfix}"] = self.op(d[key], where=f"key {key!r}")
+        return d
+
+
+LoadCalipersD = LoadCalipersDict = LoadCalipersd
+CalipersFromMaskD = CalipersFromMaskDict = CalipersFromMaskd
+RandCaliperJitterD = RandCaliperJitterDict = RandCaliperJitterd
+CaliperPseudoLabelsD = CaliperPseudoLabelsDict = CaliperPseudoLabelsd
+MeasureLesionD = MeasureLesionDict = MeasureLesiond
