@@ -35,7 +35,7 @@ from usseg_monai.data.io import (
 )
 from usseg_monai.data.splits import partition_training, split_items
 
-__all__ = ["PreparedDatasetWriter", "safe_item_id", "split_parameters"]
+__all__ = ["PreparedDatasetWriter", "safe_item_id", "split_parameters", "apply_split", "split_datalist", "build_summary"]
 
 logger = logging.getLogger(__name__)
 
@@ -266,30 +266,16 @@ class PreparedDatasetWriter:
                 if it["class"] not in classes:
                     raise DatasetError(f"item {it['image']}: class {it['class']!r} is not one of {classes}")
                 it["class_index"] = classes.index(it["class"])
-        has_class = bool(seen)
-        split_key = "_split_group"
-        keyed = [dict(it, **{split_key: it.get("group", it["case_id"])}) for it in self.items]
-        parts = split_items(
-            keyed,
+        parts = apply_split(
+            self.items,
             val_fraction=val_fraction,
             test_fraction=test_fraction,
             seed=seed,
-            stratify_key="class" if has_class else None,
-            group_key=split_key,
             n_folds=n_folds,
             fold=fold,
+            labeled=labeled,
+            class_only=class_only,
         )
-        for section in parts.values():
-            for it in section:
-                it.pop(split_key, None)
-        if labeled is not None or class_only is not None:
-            parts["training"] = partition_training(
-                parts["training"],
-                labeled=labeled,
-                class_only=class_only,
-                seed=seed,
-                stratify_key="class" if has_class else None,
-            )
         params = split_parameters(val_fraction, test_fraction, seed, n_folds, fold, labeled, class_only)
         datalist: dict[str, Any] = {
             "name": self.name,
@@ -357,4 +343,148 @@ def build_summary(
     sup = Counter(it["supervision"] for it in datalist.get("training", []) if "supervision" in it)
     if sup:
         summary["training_supervision"] = {k: sup.get(k, 0) for k in ("mask", "class", "none")}
+    return summary
+
+
+def apply_split(
+    items: list[dict[str, Any]],
+    *,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    n_folds: int | None = None,
+    fold: int = 0,
+    labeled: int | float | None = None,
+    class_only: int | float | str | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Split prepared items and optionally partition the training part.
+
+    Items are stratified by ``class`` (when any item has one) and grouped by ``group`` if present,
+    else ``case_id``. Returns new item dicts per section (``training``/``validation``/``test``).
+    """
+    has_class = any("class" in it for it in items)
+    split_key = "_split_group"
+    keyed = [dict(it, **{split_key: it.get("group", it.get("case_id", it["image"]))}) for it in items]
+    parts = split_items(
+        keyed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        stratify_key="class" if has_class else None,
+        group_key=split_key,
+        n_folds=n_folds,
+        fold=fold,
+    )
+    for section in parts.values():
+        for it in section:
+            it.pop(split_key, None)
+    if labeled is not None or class_only is not None:
+        parts["training"] = partition_training(
+            parts["training"],
+            labeled=labeled,
+            class_only=class_only,
+            seed=seed,
+            stratify_key="class" if has_class else None,
+        )
+    return parts
+
+
+def _rebase(item: dict[str, Any], src_dir: Path, dst_dir: Path) -> dict[str, Any]:
+    out = dict(item)
+    for key in ("image", "label", "calipers"):
+        if key in out and not os.path.isabs(out[key]):
+            out[key] = Path(os.path.relpath((src_dir / out[key]).resolve(), dst_dir.resolve())).as_posix()
+    return out
+
+
+def split_datalist(
+    datalist_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    resplit: bool = False,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    n_folds: int | None = None,
+    fold: int = 0,
+    labeled: int | float | None = None,
+    class_only: int | float | str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write a new datalist from a prepared one: re-split it and/or partition its training set.
+
+    Args:
+        datalist_path: a prepared ``datalist.json`` (its files must exist).
+        output_path: the new datalist file; paths are rewritten relative to its folder.
+        resplit: pool all sections and split again (``val_fraction``, ``test_fraction``, ``seed``,
+            ``n_folds``, ``fold``); otherwise the sections are kept as they are.
+        labeled, class_only: partition of the training set (see
+            :func:`usseg_monai.data.splits.partition_training`), e.g. ``labeled=0.04`` for 4% masks.
+        overwrite: replace an existing ``output_path``.
+
+    Returns:
+        The counts of the new datalist (:func:`build_summary`).
+
+    Raises:
+        DatasetError: unreadable datalist, an existing output without ``overwrite``, or a datalist whose
+            training set was already partitioned (its removed masks cannot be restored: start from the
+            converter's ``datalist.json``).
+        ValueError: nothing to do, or bad split/partition parameters.
+    """
+    from usseg_monai.data.io import load_datalist
+
+    src = Path(datalist_path)
+    dst = Path(output_path)
+    if not resplit and labeled is None and class_only is None:
+        raise ValueError("nothing to do: give --resplit and/or --labeled/--class-only")
+    data = load_datalist(src, check_files=True)
+    if dst.exists() and not overwrite:
+        raise DatasetError(f"output datalist {dst} exists; pass overwrite=True (--overwrite) to replace it")
+    partial = [it["image"] for it in data.get("training", []) if it.get("supervision", "mask") != "mask"]
+    if partial:
+        raise DatasetError(
+            f"{src} is already partitioned ({len(partial)} training items without masks, e.g. {partial[0]}); "
+            "split the converter's original datalist.json instead"
+        )
+    sections = {s: [dict(it) for it in data.get(s, [])] for s in DATALIST_SECTIONS}
+    for its in sections.values():
+        for it in its:
+            it.pop("supervision", None)
+    if resplit:
+        pooled = [it for s in DATALIST_SECTIONS for it in sections[s]]
+        sections = apply_split(
+            pooled,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
+            n_folds=n_folds,
+            fold=fold,
+            labeled=labeled,
+            class_only=class_only,
+        )
+        params = split_parameters(val_fraction, test_fraction, seed, n_folds, fold, labeled, class_only)
+    else:
+        sections["training"] = partition_training(
+            sections["training"],
+            labeled=labeled,
+            class_only=class_only,
+            seed=seed,
+            stratify_key="class" if any("class" in it for it in sections["training"]) else None,
+        )
+        params = dict(data.get("split", {}))
+        params.update(partition_seed=seed, labeled=labeled, class_only=class_only)
+    out = {k: v for k, v in data.items() if k not in DATALIST_SECTIONS}
+    out["split"] = params
+    out["derived_from"] = os.path.relpath(src.resolve(), dst.parent.resolve())
+    for s in DATALIST_SECTIONS:
+        out[s] = [_rebase(it, src.parent, dst.parent) for it in sections[s]]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    write_datalist(dst.parent, out, name=dst.name)
+    summary = build_summary(out, name=out.get("name", ""), source=src, output_dir=dst)
+    logger.info(
+        "%s: %s%s",
+        dst,
+        ", ".join(f"{k} {v}" for k, v in summary["per_split"].items()),
+        f"; training supervision {summary['training_supervision']}" if "training_supervision" in summary else "",
+    )
     return summary

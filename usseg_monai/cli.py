@@ -1,0 +1,355 @@
+"""The ``usseg`` command line: prepare datasets, re-split datalists (and more, registered below).
+
+Examples::
+
+    usseg prepare busi  ~/data/Dataset_BUSI_with_GT --output ~/data/busi_prepared
+    usseg prepare ddti  ~/data/DDTI --output ~/data/ddti_prepared --test-fraction 0.2 --n-folds 5 --fold 0
+    usseg prepare dicom ~/data/us_dicom --output ~/data/us_prepared
+    usseg prepare volumes ~/data/volumes --output ~/data/vol_prepared --label-value 1
+    usseg prepare phantom --output ~/data/phantom --n-images 40 --spatial-dims 2
+    usseg split --datalist ~/data/busi_prepared/datalist.json --labeled 0.04 --output ~/data/busi_prepared/datalist_4pct.json
+
+Adding a subcommand: write ``add_<name>_parser(subparsers)`` (in any module) that calls
+``subparsers.add_parser(...)`` and ``set_defaults(func=<callable(args) -> int>)``, then add its
+``"module:function"`` to :data:`SUBCOMMANDS`. A :class:`~usseg_monai.data.io.DatasetError` or
+``ValueError`` raised by ``func`` ends the command with exit code 2 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from usseg_monai.data.io import DatasetError
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main", "count_or_fraction", "add_split_options", "common_options"]
+
+logger = logging.getLogger("usseg_monai.cli")
+
+#: ``"module:function"`` entries; each function receives the top-level subparsers object.
+SUBCOMMANDS: list[str] = [
+    "usseg_monai.cli:add_prepare_parser",
+    "usseg_monai.cli:add_split_parser",
+]
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Parent parser with ``-v/--verbose`` and ``-q/--quiet``, so they also work after a subcommand.
+
+    Use as ``subparsers.add_parser(name, parents=[common_options()], ...)``.
+    """
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="warnings and errors only")
+    return p
+
+
+def count_or_fraction(text: str) -> int | float | str:
+    """Parse ``--labeled``/``--class-only``: ``"20"`` is 20 items, ``"0.04"`` a fraction, ``"rest"`` all others."""
+    if text == "rest":
+        return text
+    try:
+        if any(c in text for c in ".eE"):
+            value: int | float = float(text)
+            if not 0.0 <= value <= 1.0:
+                raise argparse.ArgumentTypeError(f"a fraction must be in [0, 1], got {text}")
+            return value
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count (e.g. 20), a fraction (e.g. 0.04) or 'rest', got {text!r}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a count must not be negative, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return value
+
+
+def add_split_options(p: argparse.ArgumentParser, partition: bool = True) -> None:
+    """Options shared by every converter and ``usseg split``: split fractions, folds, seed, partition."""
+    g = p.add_argument_group("split (stratified by class, grouped by case)")
+    g.add_argument("--val-fraction", type=_fraction, default=0.2, help="fraction of all images for validation (default 0.2)")
+    g.add_argument("--test-fraction", type=_fraction, default=0.0, help="fraction of all images held out as 'test' (default 0)")
+    g.add_argument("--n-folds", type=int, default=None, help="k-fold mode: after the test set, deal the rest into K folds")
+    g.add_argument("--fold", type=int, default=0, help="k-fold mode: the fold used as validation (0..K-1, default 0)")
+    g.add_argument("--seed", type=int, default=0, help="random seed of the split and partition (default 0)")
+    if partition:
+        g = p.add_argument_group("training supervision (semi-supervised bundles)")
+        g.add_argument(
+            "--labeled",
+            type=count_or_fraction,
+            default=None,
+            help="training images that keep their mask: a count (468) or a fraction (0.04); default all",
+        )
+        g.add_argument(
+            "--class-only",
+            type=count_or_fraction,
+            default=None,
+            help="training images that keep only their class label: count, fraction or 'rest'; the others "
+            "become unlabeled (supervision 'none'); their masks are dropped from the datalist",
+        )
+
+
+def _split_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kw = {
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "n_folds": args.n_folds,
+        "fold": args.fold,
+        "seed": args.seed,
+    }
+    if hasattr(args, "labeled"):
+        kw.update(labeled=args.labeled, class_only=args.class_only)
+    return kw
+
+
+def _report(summary: dict[str, Any], what: str) -> int:
+    per = summary.get("per_split", {})
+    extra = f", {summary['skipped']} skipped" if summary.get("skipped") else ""
+    print(
+        f"{what}: {summary.get('n_items', 0)} images ("
+        + ", ".join(f"{k} {v}" for k, v in per.items())
+        + f"{extra}) -> {summary.get('output')}"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- prepare
+def _run_busi(args: argparse.Namespace) -> int:
+    from usseg_monai.data.busi import prepare_busi
+
+    return _report(prepare_busi(args.source, args.output, overwrite=args.overwrite, **_split_kwargs(args)), "BUSI")
+
+
+def _run_ddti(args: argparse.Namespace) -> int:
+    from usseg_monai.data.ddti import prepare_ddti
+
+    summary = prepare_ddti(
+        args.source, args.output, overwrite=args.overwrite, missing_class=args.missing_class, **_split_kwargs(args)
+    )
+    return _report(summary, "DDTI")
+
+
+def _run_dicom(args: argparse.Namespace) -> int:
+    from usseg_monai.data.dicom import prepare_dicom
+
+    summary = prepare_dicom(args.source, args.output, overwrite=args.overwrite, group_by=args.group_by, **_split_kwargs(args))
+    return _report(summary, "DICOM")
+
+
+def _run_volumes(args: argparse.Namespace) -> int:
+    from usseg_monai.data.volumes import prepare_volumes
+
+    summary = prepare_volumes(
+        args.source, args.output, overwrite=args.overwrite, label_value=args.label_value, **_split_kwargs(args)
+    )
+    return _report(summary, "volumes")
+
+
+def _run_phantom(args: argparse.Namespace) -> int:
+    try:
+        from usseg_monai.data.phantom import prepare_phantom
+    except ImportError as e:
+        raise DatasetError(f"the phantom generator is not available in this installation: {e}") from e
+    kw: dict[str, Any] = {
+        "overwrite": args.overwrite,
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "seed": args.seed,
+    }
+    if args.n_images is not None:
+        kw["n_images"] = args.n_images
+    if args.spatial_dims is not None:
+        kw["spatial_dims"] = args.spatial_dims
+    if args.size is not None:
+        dims = args.spatial_dims or len(args.size)
+        if len(args.size) not in (1, dims):
+            raise ValueError(f"--size needs 1 or {dims} numbers for {dims}D, got {args.size}")
+        kw["image_size"] = tuple(args.size) * dims if len(args.size) == 1 else tuple(args.size)
+    summary = prepare_phantom(args.output, **kw)
+    return _report(summary if isinstance(summary, dict) else {"output": args.output}, "phantom")
+
+
+def _converter(
+    sub: argparse._SubParsersAction, name: str, func: Callable, help_text: str, description: str, source_help: str, nargs: str | None = None
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        name,
+        help=help_text,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common_options()],
+    )
+    if nargs:
+        p.add_argument("source", nargs=nargs, help=source_help)
+    else:
+        p.add_argument("source", help=source_help)
+    p.add_argument("-o", "--output", required=True, help="output folder (created; must be empty unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder (replaces files)")
+    add_split_options(p)
+    p.set_defaults(func=func)
+    return p
+
+
+_LAYOUT = (
+    "Writes <output>/datalist.json (MONAI decathlon-style, paths relative to <output>, sections training/"
+    "validation/test), summary.json (counts per class and split, empty masks, skipped files), images/ and "
+    "labels/. Arrays are in MONAI (x, y[, z]) order; the source is never modified."
+)
+
+
+def add_prepare_parser(subparsers: argparse._SubParsersAction) -> None:
+    """``usseg prepare <dataset>``: convert a public dataset to a prepared MONAI datalist folder."""
+    p = subparsers.add_parser(
+        "prepare",
+        help="convert a dataset (BUSI, DDTI, DICOM, 3D volumes, phantom) into images/labels + datalist.json",
+        description="Convert a dataset into a prepared folder for the usseg-monai bundles. " + _LAYOUT,
+    )
+    sub = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    _converter(
+        sub,
+        "busi",
+        _run_busi,
+        "Breast Ultrasound Images (Al-Dhabyani et al. 2020)",
+        "BUSI: <class>/<class> (N).png with _mask.png, _mask_1.png, ... (union). Classes benign, malignant, "
+        "normal (normal masks are empty). Images are converted to grayscale. Identical pictures are kept "
+        "in one split group.\n\n" + _LAYOUT,
+        "the Dataset_BUSI_with_GT folder or the folder containing it",
+    )
+    q = _converter(
+        sub,
+        "ddti",
+        _run_ddti,
+        "Digital Database of Thyroid Ultrasound Images (Pedraza et al. 2015)",
+        "DDTI: one folder of <case>.xml and <case>_<img>.jpg. Masks are the union of the XML polygons; "
+        "class = TI-RADS grade; a case's images stay in one split.\n\n" + _LAYOUT,
+        "the folder of <case>.xml and <case>_<img>.jpg files",
+    )
+    q.add_argument("--missing-class", default=None, help="class for cases without a TI-RADS grade (default: no class)")
+    q = _converter(
+        sub,
+        "dicom",
+        _run_dicom,
+        "ultrasound DICOM files/folders to 8-bit grayscale PNG with pixel spacing (mm)",
+        "DICOM: RGB, YBR_FULL(_422), YBR_RCT/ICT (JPEG 2000), PALETTE COLOR and MONOCHROME1/2 to 8-bit "
+        "grayscale; one image per frame. Spacing (mm) from the Sequence of Ultrasound Regions (cm units), "
+        "else PixelSpacing, else unknown (no 'spacing' key). No masks.\n\n" + _LAYOUT,
+        "DICOM files or folders (searched recursively)",
+        nargs="+",
+    )
+    q.add_argument(
+        "--group-by",
+        choices=("patient", "study", "series", "file"),
+        default="patient",
+        help="keep images of one patient/study/series/file in one split (default patient)",
+    )
+    q = _converter(
+        sub,
+        "volumes",
+        _run_volumes,
+        "3D image + label pairs (NIfTI, NRRD) to NIfTI keeping spacing, origin and direction",
+        "Volumes: pairs <name>_image/<name>_label, <name>/<name>-label or <name>/<name>_seg (.nii.gz, .nii, "
+        ".nrrd, .mha). Labels are binarised (> 0) unless --label-value is given.\n\n" + _LAYOUT,
+        "folder of image/label volume pairs",
+    )
+    q.add_argument(
+        "--label-value", type=int, nargs="+", default=None, help="label value(s) that count as lesion (default: any > 0)"
+    )
+    ph = sub.add_parser(
+        "phantom",
+        parents=[common_options()],
+        help="generate the synthetic ultrasound lesion phantom dataset (2D or 3D)",
+        description="Generate a synthetic ultrasound phantom dataset (speckle, lesions, known spacing). " + _LAYOUT,
+    )
+    ph.add_argument("-o", "--output", required=True, help="output folder")
+    ph.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    ph.add_argument("--n-images", type=int, default=None, help="number of images/volumes to generate")
+    ph.add_argument("--spatial-dims", type=int, choices=(2, 3), default=None, help="2 (images) or 3 (volumes)")
+    ph.add_argument("--size", type=int, nargs="+", default=None, help="image size in pixels, (x, y[, z]) or one value for all")
+    ph.add_argument("--val-fraction", type=_fraction, default=0.2, help="fraction for validation (default 0.2)")
+    ph.add_argument("--test-fraction", type=_fraction, default=0.0, help="fraction held out as test (default 0)")
+    ph.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ph.set_defaults(func=_run_phantom)
+
+
+# ---------------------------------------------------------------- split
+def _run_split(args: argparse.Namespace) -> int:
+    from usseg_monai.data.prepared import split_datalist
+
+    summary = split_datalist(
+        args.datalist, args.output, resplit=args.resplit, overwrite=args.overwrite, **_split_kwargs(args)
+    )
+    sup = summary.get("training_supervision")
+    print(
+        f"{args.output}: "
+        + ", ".join(f"{k} {v}" for k, v in summary["per_split"].items())
+        + (f"; training supervision: mask {sup['mask']}, class {sup['class']}, none {sup['none']}" if sup else "")
+    )
+    return 0
+
+
+def add_split_parser(subparsers: argparse._SubParsersAction) -> None:
+    """``usseg split``: re-split a prepared datalist and/or partition its training set into a new file."""
+    p = subparsers.add_parser(
+        "split",
+        parents=[common_options()],
+        help="re-split a prepared datalist and/or keep masks for only some training images",
+        description="Write a new datalist from a prepared datalist.json. By default the training/validation/"
+        "test sections are kept and only the training set is partitioned into images with masks "
+        "(--labeled), with class labels only (--class-only) and unlabeled ones; --resplit pools all "
+        "sections and splits again. Masks of class-only/unlabeled images are removed from the new "
+        "datalist, so training never reads them.",
+    )
+    p.add_argument("--datalist", required=True, help="a prepared datalist.json (from 'usseg prepare')")
+    p.add_argument("-o", "--output", required=True, help="the new datalist JSON (paths are rewritten relative to it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--resplit", action="store_true", help="pool all sections and split again with the options below")
+    add_split_options(p)
+    p.set_defaults(func=_run_split)
+
+
+# ---------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    """The ``usseg`` parser with every subcommand of :data:`SUBCOMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="usseg",
+        description="usseg-monai: MONAI bundles for annotation-efficient ultrasound lesion segmentation.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.set_defaults(verbose=False, quiet=False)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for entry in SUBCOMMANDS:
+        module, _, func = entry.partition(":")
+        getattr(importlib.import_module(module), func)(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``usseg``; returns the exit code (0 ok, 2 bad input or usage, with a one-line message)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("usseg_monai").setLevel(level)
+    try:
+        return int(args.func(args) or 0)
+    except (DatasetError, ValueError) as e:
+        msg = " ".join(str(e).split())
+        print(f"usseg {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
