@@ -10,6 +10,7 @@ from usseg_monai.calipers.annotation import (
     load_calipers,
     save_calipers,
 )
+from usseg_monai.calipers.ceiling import caliper_ceiling, dice
 from usseg_monai.calipers.derive import (
     calipers_from_mask,
     jitter_calipers,
@@ -36,6 +37,8 @@ __all__ = [
     "CaliperLesion",
     "load_calipers",
     "save_calipers",
+    "caliper_ceiling",
+    "dice",
     "calipers_from_mask",
     "jitter_calipers",
     "label_lesions",

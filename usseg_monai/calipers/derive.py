@@ -80,11 +80,13 @@ def label_lesions(mask: np.ndarray, connectivity: int | None = None) -> tuple[np
     return labels, list(boxes), sizes
 
 
-def max_feret(points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def max_feret(points_mm: np.ndarray, tolerance: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The two farthest-apart points (maximum Feret diameter) of a point set ``(n, d)``.
 
     Only the convex hull's vertices can realise the maximum, so they alone are compared
-    (all points where the hull is degenerate, e.g. collinear points).
+    (all points where the hull is degenerate, e.g. collinear points). With ``tolerance > 0`` (same units as
+    the points), the endpoints are the means of the endpoints of all pairs at most ``tolerance`` shorter than
+    the maximum and within 5 degrees of its direction (robust to the flat tips of pixelised shapes).
     """
     pts = np.asarray(points_mm, dtype=np.float64)
     if len(pts) == 1:
@@ -102,7 +104,18 @@ def max_feret(points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     diff = cand[:, None, :] - cand[None, :, :]
     d2 = np.einsum("ijk,ijk->ij", diff, diff)
     i, j = np.unravel_index(int(np.argmax(d2)), d2.shape)
-    return cand[i], cand[j]
+    if tolerance <= 0 or d2[i, j] == 0:
+        return cand[i], cand[j]
+    # pixelised shapes have flat tips: many pairs are within a sampling error of the maximum. Average the
+    # pairs within ``tolerance`` of it and within 5 degrees of its direction (oriented alike), which puts
+    # the endpoints in the middle of the tips instead of at an arbitrary corner of them.
+    dmax = np.sqrt(d2[i, j])
+    best = (cand[j] - cand[i]) / dmax
+    ii, jj = np.nonzero(d2 >= (dmax - tolerance) ** 2)
+    vec = cand[jj] - cand[ii]
+    cos = (vec @ best) / np.linalg.norm(vec, axis=1)
+    keep = cos >= np.cos(np.radians(5.0))
+    return cand[ii[keep]].mean(axis=0), cand[jj[keep]].mean(axis=0)
 
 
 def longest_chord(
@@ -111,6 +124,7 @@ def longest_chord(
     direction: np.ndarray,
     offsets_basis: np.ndarray,
     step: float,
+    sigma: float = 2.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Longest run of lesion samples along lines parallel to ``direction`` (physical space).
 
@@ -124,6 +138,7 @@ def longest_chord(
         direction: unit vector (mm space).
         offsets_basis: ``(nd - 1, nd)`` unit vectors completing an orthonormal frame with ``direction``.
         step: sampling step in mm.
+        sigma: smoothing of the run lengths over neighbouring lines, in lines (see the code comment).
 
     Returns:
         The chord's two endpoints in mm (relative to the crop's voxel 0), first and last inside sample.
@@ -149,7 +164,17 @@ def longest_chord(
     if len(starts) == 0:  # cannot happen for a non-empty lesion; keep a clear failure
         raise DatasetError("longest_chord: no lesion sample found on any line")
     run = ends[:, 1] - starts[:, 1]
-    r = int(np.argmax(run))
+    # Run lengths of neighbouring lines differ by voxel-rounding noise (a sample or two) along a flat
+    # maximum. Smooth each line's longest run over neighbouring lines (Gaussian, ``sigma`` lines) and take
+    # the middle of the smoothed maximum (its plateau), i.e. the middle of the widest part, where a clinician places the
+    # caliper; its longest run is the chord (at most a voxel or so shorter than the raw maximum).
+    per_line = np.zeros(inside.shape[0])
+    np.maximum.at(per_line, starts[:, 0], run)
+    smooth = ndimage.gaussian_filter(per_line.reshape(mesh[0].shape), sigma, mode="constant").ravel() if sigma > 0 else per_line
+    flat = np.flatnonzero(smooth >= smooth.max() - 0.5)  # a plateau of (near-)equal widths: take its middle
+    line_best = int(flat[np.argmin(np.linalg.norm(origins[flat] - origins[flat].mean(axis=0), axis=1))])
+    on_line = np.flatnonzero(starts[:, 0] == line_best)
+    r = int(on_line[np.argmax(run[on_line])])
     line, first, last = starts[r, 0], starts[r, 1], ends[r, 1] - 1
     return xyz[line, first], xyz[line, last]
 
@@ -185,7 +210,7 @@ def lesion_calipers(lesion: np.ndarray, spacing: Sequence[float], chord_step: fl
     step = chord_step * min_len
     boundary = les & ~ndimage.binary_erosion(les, border_value=0)
     bpts = np.argwhere(boundary) * sp
-    a1, a2 = max_feret(bpts)
+    a1, a2 = max_feret(bpts, tolerance=0.5 * min_len)
     if np.linalg.norm(a2 - a1) > 0:
         u = (a2 - a1) / np.linalg.norm(a2 - a1)
     else:
@@ -197,7 +222,7 @@ def lesion_calipers(lesion: np.ndarray, spacing: Sequence[float], chord_step: fl
         # short-axis direction: maximum Feret direction of the lesion projected on the plane normal to u
         plane = _orthonormal_complement(np.asarray(frame), nd)
         proj = bpts @ plane.T
-        q1, q2 = max_feret(proj)
+        q1, q2 = max_feret(proj, tolerance=0.5 * min_len)
         if np.linalg.norm(q2 - q1) > 0:
             v2 = (q2 - q1) / np.linalg.norm(q2 - q1)
             frame.append(v2 @ plane)
@@ -211,7 +236,7 @@ def lesion_calipers(lesion: np.ndarray, spacing: Sequence[float], chord_step: fl
     for k in range(1, nd):
         d = frame[k] / np.linalg.norm(frame[k])
         others = np.asarray([frame[j] for j in range(nd) if j != k])
-        p1, p2 = longest_chord(les, sp, d, others, step)
+        p1, p2 = longest_chord(les, sp, d, others, step, sigma=1.0 / chord_step)
         chords.append(_min_length(p1, p2, d, min_len))
     # 3D: the longer of the two perpendicular chords is the short axis, the other the third axis
     chords.sort(key=lambda c: -float(np.linalg.norm(c[1] - c[0])))
