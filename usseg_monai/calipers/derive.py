@@ -240,6 +240,14 @@ def lesion_calipers(lesion: np.ndarray, spacing: Sequence[float], chord_step: fl
         chords.append(_min_length(p1, p2, d, min_len))
     # 3D: the longer of the two perpendicular chords is the short axis, the other the third axis
     chords.sort(key=lambda c: -float(np.linalg.norm(c[1] - c[0])))
+    # chord samples lie anywhere in their voxels, so on a round lesion a chord can beat the Feret diameter
+    # (voxel centres) by a fraction of a voxel: cap it (about its midpoint) so that long >= short always
+    long_len = float(np.linalg.norm(a2 - a1))
+    for k, (p1, p2) in enumerate(chords):
+        n = float(np.linalg.norm(p2 - p1))
+        if n > long_len:
+            mid, half = 0.5 * (p1 + p2), 0.5 * long_len * (p2 - p1) / n
+            chords[k] = (mid - half, mid + half)
     segments.extend(chords)
     seg = np.asarray(segments, dtype=np.float64) / sp
     return seg
