@@ -1,0 +1,506 @@
+"""Benchmark runner: train a bundle at a named budget, score it on a test datalist, write a results JSON.
+
+The runner drives any bundle that follows ``docs/bundles.md`` through ``monai.bundle.ConfigWorkflow`` with
+overrides (so a new method bundle plugs in unchanged):
+
+1. **train**: ``configs/train.json`` with the training datalist, the budget (``image_size``,
+   ``max_epochs``, ``batch_size``, ``val_interval``), ``ckpt_dir`` / ``output_dir`` inside the run folder,
+   ``seed``, ``device``, ``amp``; the time of every training iteration is recorded by an ignite handler;
+2. **test**: ``configs/inference.json`` on the test datalist section as it is (a held-back test set is
+   never copied or rewritten), loading the **final** checkpoint (``checkpoint.pt``: the last epoch's
+   weights, so that no choice is made on the test set); the postprocessed predictions (on each image's
+   own grid, after ``Invertd``) are captured from the evaluator and scored against the labels at the
+   original resolution with :func:`usseg_monai.metrics.case_metrics` and
+   :func:`usseg_monai.metrics.case_measurement_error`;
+3. **report**: per-case values, bootstrap means with percentile 95% CIs, timing (seconds per training
+   iteration, training wall time, inference milliseconds per image), peak memory, device, versions,
+   budget, seed and datalists, written atomically to ``<run_dir>/results.json``.
+
+Budgets are named in :data:`BUDGETS`; any field can be overridden.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist, load_png, load_volume
+from usseg_monai.metrics import (
+    SEGMENTATION_METRICS,
+    case_measurement_error,
+    case_metrics,
+    measurement_error_summary,
+    summarize_cases,
+)
+
+__all__ = ["Budget", "BUDGETS", "get_budget", "run_benchmark", "add_benchmark_arguments", "benchmark_main"]
+
+logger = logging.getLogger("usseg_monai.benchmark")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A training budget.
+
+    Attributes:
+        name: the budget's name.
+        image_size_2d, image_size_3d: network input size ``(x, y[, z])`` for 2D / 3D bundles (pixels).
+        max_epochs: training epochs.
+        batch_size: training batch size.
+        val_interval: validate every N epochs during training (``0``: once, after the last epoch).
+        description: what the budget is for.
+    """
+
+    name: str
+    image_size_2d: tuple[int, int]
+    image_size_3d: tuple[int, int, int]
+    max_epochs: int
+    batch_size: int
+    val_interval: int = 0
+    description: str = ""
+
+    def image_size(self, spatial_dims: int) -> list[int]:
+        """Input size for a bundle of ``spatial_dims`` dimensions."""
+        return list(self.image_size_2d if spatial_dims == 2 else self.image_size_3d)
+
+
+#: named budgets (override any field with ``run_benchmark(..., budget_overrides={...})`` / CLI flags)
+BUDGETS: dict[str, Budget] = {
+    b.name: b
+    for b in (
+        Budget("smoke", (64, 64), (32, 32, 16), 1, 2, 0, "plumbing check: 1 epoch at 64 px"),
+        Budget("cpu-quick", (96, 96), (48, 48, 24), 10, 8, 0, "a few minutes on 2 CPU cores"),
+        Budget(
+            "cpu-yardstick",
+            (128, 128),
+            (64, 64, 32),
+            40,
+            16,
+            0,
+            "the project's CPU yardstick: 128x128, 40 epochs, batch 16 (benchmarks/plain_monai_unet_yardstick.py)",
+        ),
+        Budget("paper", (256, 256), (128, 128, 64), 200, 8, 10, "the papers' resolution, long GPU training"),
+    )
+}
+
+
+def get_budget(name: str, **overrides: Any) -> Budget:
+    """The named budget with ``overrides`` applied (``None`` values ignored).
+
+    Raises:
+        ValueError: unknown name or field.
+    """
+    if name not in BUDGETS:
+        raise ValueError(f"unknown budget {name!r}; choose one of {sorted(BUDGETS)}")
+    fields = set(Budget.__dataclass_fields__)
+    bad = sorted(k for k in overrides if k not in fields)
+    if bad:
+        raise ValueError(f"unknown budget field(s) {bad}; fields are {sorted(fields)}")
+    return replace(BUDGETS[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _resolve_bundle(bundle: str | os.PathLike) -> Path:
+    """A bundle folder from a path or a name under the repository's ``bundles/``."""
+    p = Path(bundle)
+    candidates = [p, Path(__file__).resolve().parents[1] / "bundles" / str(bundle)]
+    for c in candidates:
+        if (c / "configs" / "train.json").is_file() and (c / "configs" / "inference.json").is_file():
+            return c.resolve()
+    raise DatasetError(f"bundle {bundle!r} not found: no configs/train.json and configs/inference.json under {[str(c) for c in candidates]}")
+
+
+def _check_section(path: str | os.PathLike, key: str, what: str, require_label: bool) -> list[dict[str, Any]]:
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"{what} datalist not found: {p}")
+    data = load_datalist(p)
+    items = data.get(key)
+    if not items:
+        raise DatasetError(f"{what} datalist {p}: section '{key}' is missing or empty (sections: {[k for k in data if isinstance(data[k], list)]})")
+    if require_label:
+        for i, it in enumerate(items):
+            if "label" not in it:
+                raise DatasetError(f"{what} datalist {p}: {key}[{i}] ({it.get('image')}) has no 'label'")
+    return items
+
+
+def _load_label(path: Path) -> np.ndarray:
+    name = path.name.lower()
+    if name.endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")):
+        return load_png(path) > 0
+    arr, _ = load_volume(path)
+    return arr > 0
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable device: the GPU's name, or the CPU model with the number of torch threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {model} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"
+
+
+def _versions() -> dict[str, str]:
+    import monai
+
+    import usseg_monai
+
+    return {"torch": torch.__version__, "monai": monai.__version__, "usseg_monai": usseg_monai.__version__, "python": platform.python_version()}
+
+
+def _peak_memory_mb(device: torch.device) -> dict[str, float]:
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}  # Linux: KiB
+    if device.type == "cuda":
+        out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
+class _IterationTimer:
+    """Record the wall time of every iteration of an ignite engine (seconds)."""
+
+    def __init__(self, sync_cuda: bool) -> None:
+        self.times: list[float] = []
+        self.sync_cuda = sync_cuda
+        self._t0 = 0.0
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_STARTED, self._start)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._stop)
+
+    def _start(self, engine: Any) -> None:
+        if self.sync_cuda:
+            torch.cuda.synchronize()
+        self._t0 = time.perf_counter()
+
+    def _stop(self, engine: Any) -> None:
+        if self.sync_cuda:
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - self._t0)
+
+
+class _PredictionCollector:
+    """Keep every postprocessed prediction of an evaluator as ``(filename, (x, y[, z]) bool mask)``."""
+
+    def __init__(self, output_key: str = "pred", image_key: str = "image") -> None:
+        self.output_key = output_key
+        self.image_key = image_key
+        self.items: list[tuple[str, np.ndarray]] = []
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Any) -> None:
+        from monai.data import MetaTensor
+
+        outputs = engine.state.output
+        for d in outputs if isinstance(outputs, list) else [outputs]:
+            pred = d[self.output_key]
+            fname = None
+            for t in (pred, d.get(self.image_key)):
+                if isinstance(t, MetaTensor) and t.meta.get("filename_or_obj"):
+                    fname = str(t.meta["filename_or_obj"])
+                    break
+            if fname is None:
+                raise ValueError("benchmark: a prediction has no 'filename_or_obj' metadata; cannot match it to its label")
+            arr = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
+            self.items.append((fname, arr))
+
+
+def _workflow(config_files: Sequence[Path], workflow_type: str, bundle_root: Path, overrides: Mapping[str, Any]) -> Any:
+    from monai.bundle import ConfigWorkflow
+
+    logging_file = bundle_root / "configs" / "logging.conf"
+    wf = ConfigWorkflow(
+        config_file=[str(c) for c in config_files] if len(config_files) > 1 else str(config_files[0]),
+        workflow_type=workflow_type,
+        logging_file=str(logging_file) if logging_file.is_file() else None,
+        **{"bundle_root": str(bundle_root), **overrides},
+    )
+    wf.initialize()
+    return wf
+
+
+def run_benchmark(
+    bundle: str | os.PathLike,
+    train_datalist: str | os.PathLike,
+    test_datalist: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    train_key: str = "training",
+    val_key: str | None = "validation",
+    test_key: str = "test",
+    budget: str | Budget = "smoke",
+    budget_overrides: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    amp: bool | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    bundle_overrides: Mapping[str, Any] | None = None,
+    results_name: str = "results.json",
+) -> dict[str, Any]:
+    """Train ``bundle`` at ``budget`` on ``train_datalist[train_key]``, score it on ``test_datalist[test_key]``.
+
+    Args:
+        bundle: a bundle folder, or the name of one under the repository's ``bundles/``.
+        train_datalist: datalist JSON whose ``train_key`` section is trained on (paths relative to it).
+        test_datalist: datalist JSON whose ``test_key`` section is scored, used as it is; every item needs
+            a ``label``. It may be the same file as ``train_datalist`` with another section.
+        run_dir: folder for checkpoints, logs, predictions and ``results.json`` (created).
+        train_key, test_key: datalist sections.
+        val_key: section of ``train_datalist`` validated on during training (logging and the bundle's
+            best-model file only; the final model is scored). ``None`` or absent: the training section.
+        budget: a name in :data:`BUDGETS` or a :class:`Budget`.
+        budget_overrides: budget fields to change (``max_epochs``, ``batch_size``, ``image_size_2d`` ...).
+        seed: bundle ``seed`` (``set_determinism``) and bootstrap seed.
+        device: ``"cpu"``, ``"cuda:0"``...; default the bundle's (CUDA when available).
+        amp: mixed precision; default the bundle's.
+        n_resamples, confidence: bootstrap settings.
+        bundle_overrides: extra bundle keys (e.g. ``{"learning_rate": 3e-3}``), applied to both configs.
+        results_name: results file name inside ``run_dir``.
+
+    Returns:
+        The results dictionary (also written to ``run_dir / results_name``).
+
+    Raises:
+        DatasetError: a missing datalist, section, label or bundle (the message names it).
+    """
+    t_start = time.perf_counter()
+    bundle_dir = _resolve_bundle(bundle)
+    train_datalist, test_datalist = Path(train_datalist).resolve(), Path(test_datalist).resolve()
+    train_items = _check_section(train_datalist, train_key, "training", require_label=True)
+    test_items = _check_section(test_datalist, test_key, "test", require_label=True)
+    train_data = json.loads(train_datalist.read_text(encoding="utf-8"))
+    if not val_key or not train_data.get(val_key):
+        logger.info("no '%s' section in %s: validating on the training section", val_key, train_datalist)
+        val_key = train_key
+    b = budget if isinstance(budget, Budget) else get_budget(budget)
+    if budget_overrides:
+        b = replace(b, **{k: v for k, v in budget_overrides.items() if v is not None})
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = run_dir / "models"
+
+    from monai.bundle import ConfigParser
+
+    spatial_dims = int(ConfigParser.load_config_file(str(bundle_dir / "configs" / "train.json")).get("spatial_dims", 2))
+    common: dict[str, Any] = {"seed": int(seed)}
+    if device is not None:
+        common["device"] = f"$torch.device('{device}')"
+    if amp is not None:
+        common["amp"] = bool(amp)
+    common.update(dict(bundle_overrides or {}))
+    image_size = b.image_size(spatial_dims)
+    train_overrides = {
+        **common,
+        "dataset_dir": str(train_datalist.parent),
+        "data_list_file_path": str(train_datalist),
+        "train_data_list_key": train_key,
+        "val_data_list_key": val_key,
+        "image_size": image_size,
+        "max_epochs": int(b.max_epochs),
+        "batch_size": int(b.batch_size),
+        "val_interval": int(b.val_interval) if b.val_interval > 0 else int(b.max_epochs),
+        "ckpt_dir": str(ckpt_dir),
+        "output_dir": str(run_dir / "train"),
+        "progress_bar": False,
+    }
+    logger.info(
+        "benchmark: bundle %s, budget %s (%s px, %d epochs, batch %d), %d training / %d test images",
+        bundle_dir.name, b.name, "x".join(map(str, image_size)), b.max_epochs, b.batch_size, len(train_items), len(test_items),
+    )
+    wf = _workflow([bundle_dir / "configs" / "train.json"], "train", bundle_dir, train_overrides)
+    dev = torch.device(wf.parser.get_parsed_content("device"))
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    timer = _IterationTimer(sync_cuda=dev.type == "cuda")
+    timer.attach(trainer)
+    from ignite.engine import Events
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def _progress(engine: Any) -> None:
+        out = engine.state.output
+        loss = out[0]["loss"] if isinstance(out, list) and out else float("nan")
+        logger.info("epoch %d/%d  last loss %.4f  %.1f s so far", engine.state.epoch, b.max_epochs, float(loss), time.perf_counter() - t_train)
+
+    t_train = time.perf_counter()
+    wf.run()
+    train_wall = time.perf_counter() - t_train
+    wf.finalize()
+    final_ckpt = ckpt_dir / "checkpoint.pt"
+    if not final_ckpt.is_file():
+        raise RuntimeError(f"training finished without writing the final checkpoint {final_ckpt}")
+    logger.info("training done in %.1f s (%d iterations, %.3f s/iteration)", train_wall, len(timer.times), float(np.mean(timer.times)))
+
+    infer_overrides = {
+        **common,
+        "dataset_dir": str(test_datalist.parent),
+        "data_list_file_path": str(test_datalist),
+        "infer_data_list_key": test_key,
+        "image_size": image_size,
+        "ckpt_dir": str(ckpt_dir),
+        "ckpt_path": str(final_ckpt),
+        "output_dir": str(run_dir / "predictions"),
+    }
+    iwf = _workflow([bundle_dir / "configs" / "inference.json"], "infer", bundle_dir, infer_overrides)
+    evaluator = iwf.parser.get_parsed_content("evaluator")
+    collector = _PredictionCollector(
+        output_key=str(iwf.parser.get("output_key", "pred")), image_key=str(iwf.parser.get("image_key", "image"))
+    )
+    collector.attach(evaluator)
+    infer_timer = _IterationTimer(sync_cuda=dev.type == "cuda")
+    infer_timer.attach(evaluator)
+    iwf.run()
+    iwf.finalize()
+
+    by_image = {str(Path(test_datalist.parent, it["image"]).resolve()): it for it in test_items}
+    cases: list[dict[str, Any]] = []
+    meas: list[dict[str, Any]] = []
+    for fname, pred in collector.items:
+        item = by_image.get(str(Path(fname).resolve()))
+        if item is None:
+            raise DatasetError(f"benchmark: prediction for {fname} matches no image of {test_datalist}[{test_key}]")
+        label = _load_label(test_datalist.parent / item["label"])
+        pred = np.squeeze(pred)
+        if pred.shape != label.shape:
+            raise ValueError(f"benchmark: prediction for {fname} has shape {pred.shape}, its label {label.shape}")
+        spacing = item.get("spacing")
+        c = case_metrics(pred, label, spacing)
+        m = case_measurement_error(pred, label, spacing)
+        c.update(image=item["image"], measurement_status=m["status"])
+        for k in ("long_axis_abs_err_mm", "short_axis_abs_err_mm", "aspect_ratio_abs_err", "taller_than_wide_agree"):
+            if k in m:
+                c[k] = m[k]
+        cases.append(c)
+        meas.append(m)
+    if len(cases) != len(test_items):
+        raise RuntimeError(f"benchmark: {len(cases)} predictions for {len(test_items)} test images")
+
+    results: dict[str, Any] = {
+        "bundle": bundle_dir.name,
+        "bundle_path": str(bundle_dir),
+        "budget": {**asdict(b), "image_size": image_size},
+        "seed": int(seed),
+        "bundle_overrides": dict(bundle_overrides or {}),
+        "datalists": {
+            "train": {"path": str(train_datalist), "section": train_key, "n": len(train_items)},
+            "validation": {"path": str(train_datalist), "section": val_key},
+            "test": {"path": str(test_datalist), "section": test_key, "n": len(test_items)},
+        },
+        "checkpoint": str(final_ckpt),
+        "metrics": summarize_cases(cases, keys=SEGMENTATION_METRICS, n_resamples=n_resamples, confidence=confidence, seed=seed),
+        "measurement_error": measurement_error_summary(meas, n_resamples=n_resamples, confidence=confidence, seed=seed),
+        "spacing_note": "distances in mm where the test datalist gives 'spacing', else in pixels",
+        "timing": {
+            "train_wall_s": train_wall,
+            "train_iterations": len(timer.times),
+            "seconds_per_iteration": float(np.mean(timer.times)) if timer.times else None,
+            "seconds_per_iteration_median": float(np.median(timer.times)) if timer.times else None,
+            "inference_ms_per_image": float(np.mean(infer_timer.times) * 1000.0) if infer_timer.times else None,
+            "inference_note": "forward pass + postprocessing (Invertd, argmax, mask writing) per image, loading excluded",
+            "total_wall_s": time.perf_counter() - t_start,
+        },
+        "memory": _peak_memory_mb(dev),
+        "device": device_name(dev),
+        "versions": _versions(),
+        "cases": cases,
+    }
+    atomic_write_json(run_dir / results_name, results)
+    d = results["metrics"]["dice"]
+    logger.info("results: Dice %.4f [%.4f, %.4f] over %d cases -> %s", d["mean"], d["ci_low"], d["ci_high"], d["n"], run_dir / results_name)
+    return results
+
+
+def add_benchmark_arguments(parser: Any) -> Any:
+    """Add the ``usseg benchmark`` arguments to an ``argparse`` parser and return it."""
+    parser.add_argument("bundle", help="bundle folder, or a name under bundles/ (e.g. unet_us_2d_segmentation)")
+    parser.add_argument("--train-datalist", required=True, help="datalist JSON trained on")
+    parser.add_argument("--train-key", default="training", help="section trained on (default: training)")
+    parser.add_argument("--val-key", default="validation", help="section of the training datalist validated on during training")
+    parser.add_argument("--test-datalist", required=True, help="datalist JSON scored (used as is, e.g. a held-back test set)")
+    parser.add_argument("--test-key", default="test", help="section scored (default: test)")
+    parser.add_argument("--budget", default="smoke", choices=sorted(BUDGETS), help="named budget")
+    parser.add_argument("--epochs", type=int, default=None, help="override the budget's max_epochs")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the budget's batch size")
+    parser.add_argument("--image-size", type=int, nargs="+", default=None, help="override the input size (x y [z])")
+    parser.add_argument("--val-interval", type=int, default=None, help="validate every N epochs (0: after the last)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu, cuda:0 ... (default: the bundle's)")
+    parser.add_argument("--amp", default=None, choices=["true", "false"], help="mixed precision (default: the bundle's)")
+    parser.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="extra bundle override, e.g. --set learning_rate=0.003")
+    parser.add_argument("--output", required=True, help="run folder (checkpoints, predictions, results.json)")
+    return parser
+
+
+def benchmark_main(args: Any) -> int:
+    """Run ``usseg benchmark`` from parsed arguments; print the results path."""
+    overrides: dict[str, Any] = {}
+    for s in args.set:
+        if "=" not in s:
+            raise ValueError(f"--set {s!r}: expected KEY=JSON")
+        k, v = s.split("=", 1)
+        try:
+            overrides[k] = json.loads(v)
+        except json.JSONDecodeError:
+            overrides[k] = v
+    budget_overrides: dict[str, Any] = {"max_epochs": args.epochs, "batch_size": args.batch_size, "val_interval": args.val_interval}
+    if args.image_size:
+        n = len(args.image_size)
+        if n not in (2, 3):
+            raise ValueError(f"--image-size takes 2 or 3 numbers, got {args.image_size}")
+        budget_overrides["image_size_2d" if n == 2 else "image_size_3d"] = tuple(args.image_size)
+    run_benchmark(
+        args.bundle,
+        args.train_datalist,
+        args.test_datalist,
+        args.output,
+        train_key=args.train_key,
+        val_key=args.val_key,
+        test_key=args.test_key,
+        budget=get_budget(args.budget, **budget_overrides),
+        seed=args.seed,
+        device=args.device,
+        amp=None if args.amp is None else args.amp == "true",
+        n_resamples=args.n_resamples,
+        bundle_overrides=overrides,
+    )
+    print(Path(args.output) / "results.json")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m usseg_monai.benchmark ...`` (same arguments as ``usseg benchmark``)."""
+    import argparse
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    parser = add_benchmark_arguments(argparse.ArgumentParser(prog="usseg benchmark", description=__doc__.split("\n\n")[0]))
+    return benchmark_main(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
