@@ -106,7 +106,7 @@ class PhantomOptions:
         gain_jitter_db: per-image random gain offset, uniform in ``[-jitter, jitter]`` dB.
         noise_floor_db: additive electronic noise amplitude relative to tissue of amplitude 1, dB.
         lesion_contrast_db: lesion echogenicity relative to glandular tissue, dB (``None``: drawn per class,
-            benign -24..-14 dB, malignant -16..-9 dB).
+            benign -30..-15 dB (down to anechoic cysts), malignant -18..-10 dB).
         posterior_db: gain below the lesion at its full thickness, dB (``None``: drawn per class, benign
             +6..+12 dB enhancement, malignant -18..-10 dB shadowing; ``0`` for none).
         compounding: number of independent speckle looks averaged in intensity (spatial compounding, as
@@ -120,9 +120,9 @@ class PhantomOptions:
     anatomy: bool = True
     speckle: bool = True
     speckle_correlation_mm: tuple[float, ...] | None = (0.4, 0.15, 0.6)
-    residual_attenuation_db_per_cm: float = 4.0
-    dynamic_range_db: float = 55.0
-    gain_db: float = 30.0
+    residual_attenuation_db_per_cm: float = 5.0
+    dynamic_range_db: float = 50.0
+    gain_db: float = 28.0
     gain_jitter_db: float = 2.0
     noise_floor_db: float = -38.0
     compounding: int = 3
@@ -431,12 +431,12 @@ def _tissue(rng: np.random.Generator, grid: _Grid, anatomy: bool) -> tuple[np.nd
 
     dermis = 1.5 * np.exp(0.15 * streaks)
     fat_amp = 0.32 * np.exp(0.25 * blobs + 0.1 * streaks)
-    gland = 1.2 * np.exp(0.5 * streaks + 0.2 * blobs)
+    gland = 1.2 * np.exp(0.6 * streaks + 0.3 * blobs)
     # hypoechoic fat lobules interspersed in the fibroglandular tissue
     lobules = _smooth_noise(rng, grid, [0.05 * width, 0.025 * depth] + ([0.05 * grid.fov[2]] if grid.ndim == 3 else []))
-    fatty = _sigmoid(5.0 * (lobules - rng.uniform(0.6, 1.2)))
+    fatty = _sigmoid(5.0 * (lobules - rng.uniform(0.4, 1.1)))
     gland = gland + (0.35 * np.exp(0.2 * streaks) - gland) * fatty
-    muscle_amp = 0.55 * np.exp(0.5 * streaks)
+    muscle_amp = 0.45 * np.exp(0.5 * streaks)
     amp = dermis + (fat_amp - dermis) * in_fat
     amp = amp + (gland - amp) * in_gland
     amp = amp + (muscle_amp - amp) * in_muscle
@@ -644,7 +644,7 @@ def generate_phantom(
         occ = _sigmoid(-dist / edge)
         contrast = opts.lesion_contrast_db
         if contrast is None:
-            contrast = rng.uniform(-16, -9) if malignant else rng.uniform(-24, -14)
+            contrast = rng.uniform(-18, -10) if malignant else rng.uniform(-30, -15)
         hetero = _smooth_noise(rng, grid, [0.03 * grid.fov[0]] * grid.ndim)
         inner = 10 ** (contrast / 20) * np.exp((0.4 if malignant else 0.08) * hetero)
         rim = None
