@@ -283,7 +283,9 @@ class CaliperPseudoLabels(Transform):
         labels = rasterize_calipers(annotation, shape, spacing, warn=self.warn_fallback)
         arr = torch.as_tensor(np.stack([labels[name] for name in LABEL_NAMES]), dtype=self.dtype)
         if isinstance(ref, MetaTensor):
-            return MetaTensor(arr, affine=ref.affine.clone(), meta={k: v for k, v in ref.meta.items() if k != "affine"})
+            out = MetaTensor(arr, affine=ref.affine.clone(), meta={k: v for k, v in ref.meta.items() if k != "affine"})
+            out.spatial_ndim = len(shape)
+            return out
         return arr
 
 

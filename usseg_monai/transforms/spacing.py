@@ -76,6 +76,9 @@ class ApplySpacing(Transform):
         sp = _check_spacing(spacing, nd, where)
         out = out.clone() if out is img else out
         out.affine = set_affine_spacing(out.affine, sp)
+        # the affine setter re-derives spatial_ndim from metadata (a PNG loaded without channel reads as 3D
+        # from a 4x4 affine); this transform works on channel-first data, so fix it to nd
+        out.spatial_ndim = nd
         if "original_affine" in out.meta and out.meta["original_affine"] is not None:
             orig = out.meta["original_affine"]
             new = set_affine_spacing(orig, sp)

@@ -1,0 +1,213 @@
+"""MONAI caliper transforms: MetaTensor in/out, 2D and 3D, spacing from metadata, joint augmentation, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor, list_data_collate
+from monai.transforms import (
+    Compose,
+    DeleteItemsd,
+    RandAffined,
+    RandFlipd,
+    RandRotate90d,
+    RandRotated,
+)
+
+from usseg_monai.calipers import CaliperAnnotation, CaliperLesion, calipers_from_mask, save_calipers
+from usseg_monai.data.io import DatasetError
+from usseg_monai.transforms import (
+    CaliperPseudoLabels,
+    CaliperPseudoLabelsd,
+    CalipersFromMask,
+    CalipersFromMaskd,
+    LoadCalipers,
+    LoadCalipersd,
+    MeasureLesion,
+    MeasureLesiond,
+    RandCaliperJitterd,
+    image_spacing,
+)
+
+LABEL_KEYS = ["conservative_label", "radical_label", "caliper_axes"]
+
+
+def ellipsoid(shape, centre, semi, angle_deg=0.0):
+    g = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    x = [gi - c for gi, c in zip(g, centre)]
+    t = np.radians(angle_deg)
+    x[0], x[1] = x[0] * np.cos(t) + x[1] * np.sin(t), -x[0] * np.sin(t) + x[1] * np.cos(t)
+    return sum((xi / s) ** 2 for xi, s in zip(x, semi)) <= 1.0
+
+
+def item(nd: int, spacing):
+    """A channel-first image / label pair as MetaTensors with the given spacing (diagonal affine)."""
+    shape = (48, 40) if nd == 2 else (32, 28, 20)
+    centre = [s / 2 - 0.3 for s in shape]
+    semi = (14.0, 7.0) if nd == 2 else (11.0, 7.0, 5.0)
+    m = ellipsoid(shape, centre, semi, 25.0).astype(np.float32)
+    aff = np.diag(list(spacing) + [1.0] * (4 - nd))
+    img = MetaTensor(torch.rand(1, *shape), affine=torch.as_tensor(aff))
+    lab = MetaTensor(torch.as_tensor(m)[None], affine=torch.as_tensor(aff))
+    return {"image": img, "label": lab}
+
+
+@pytest.mark.parametrize("nd, spacing", [(2, (0.5, 0.8)), (3, (0.7, 0.7, 2.0))])
+def test_chain_creates_label_keys(nd, spacing):
+    d = item(nd, spacing)
+    d = CalipersFromMaskd("label")(d)
+    ann = d["calipers"]
+    assert isinstance(ann, CaliperAnnotation) and len(ann.lesions) == 1
+    np.testing.assert_allclose(ann.spacing, spacing)
+    assert ann.lesions[0].segments.shape == (nd, 2, nd)
+    d = CaliperPseudoLabelsd("calipers", ref_key="image")(d)
+    for k in LABEL_KEYS:
+        assert isinstance(d[k], MetaTensor), k
+        assert d[k].shape == d["image"].shape and d[k].dtype == torch.float32
+        torch.testing.assert_close(d[k].affine, d["image"].affine)
+        np.testing.assert_allclose(d[k].pixdim, spacing)
+        assert set(torch.unique(d[k]).tolist()) == {0.0, 1.0}
+    assert torch.all(d["conservative_label"] <= d["radical_label"])
+    assert torch.all(d["caliper_axes"] <= d["conservative_label"])
+    dice = 2 * (d["radical_label"] * d["label"]).sum() / (d["radical_label"].sum() + d["label"].sum())
+    assert dice > (0.9 if nd == 2 else 0.85)
+    # array form gives the three labels stacked
+    stacked = CaliperPseudoLabels()(ann, d["image"])
+    assert stacked.shape == (3, *d["image"].shape[1:])
+    torch.testing.assert_close(stacked[1:2], d["radical_label"].as_tensor())
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_spacing_read_from_metadata_changes_mm(nd):
+    base = (1.0,) * nd
+    d1 = MeasureLesiond("label")(item(nd, base))
+    d2 = MeasureLesiond("label")(item(nd, tuple(2.5 * s for s in base)))
+    (m1,), (m2,) = d1["label_measurements"], d2["label_measurements"]
+    for key in ("long_axis_mm", "short_axis_mm", "width_mm", "depth_mm"):
+        assert m2[key] == pytest.approx(2.5 * m1[key], rel=1e-9), key
+    assert m2["aspect_ratio"] == pytest.approx(m1["aspect_ratio"])
+    assert m1["voxels"] == m2["voxels"]
+    # anisotropic: only the depth axis (axis 1) stretches
+    aniso = (1.0, 3.0) + (1.0,) * (nd - 2)
+    (m3,) = MeasureLesiond("label")(item(nd, aniso))["label_measurements"]
+    assert m3["depth_mm"] == pytest.approx(3 * m1["depth_mm"]) and m3["width_mm"] == pytest.approx(m1["width_mm"])
+    assert m3["taller_than_wide"] is True and m1["taller_than_wide"] is False
+    assert image_spacing(item(nd, aniso)["image"]) == aniso
+    assert image_spacing(torch.zeros(1, 4, 4)) == (1.0, 1.0)
+
+
+def test_measure_prediction_forms():
+    d = item(2, (0.5, 0.5))
+    lab = d["label"]
+    onehot = torch.cat([1 - lab, lab])  # [2, x, y] one-hot / softmax-like
+    a = MeasureLesion()(lab)
+    b = MeasureLesion()(MetaTensor(onehot, affine=lab.affine))
+    c = MeasureLesion(threshold=0.3)(lab * 0.6)  # probabilities
+    assert a == b == c and len(a) == 1
+    assert MeasureLesion()(lab, spacing=(1.0, 1.0))[0]["long_axis_mm"] == pytest.approx(2 * a[0]["long_axis_mm"])
+    assert MeasureLesion()(torch.zeros_like(lab)) == []
+    out = MeasureLesiond(["label"], output_postfix="m")({"label": lab})
+    assert out["label_m"] == a
+    with pytest.raises(ValueError, match="lesion channel 3 does not exist"):
+        MeasureLesion(channel=3)(lab)
+    with pytest.raises(ValueError, match="channel-first"):
+        MeasureLesion()(torch.zeros(5))
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_joint_augmentation_keeps_conservative_inside_radical(nd):
+    keys = ["image", *LABEL_KEYS]
+    d0 = CaliperPseudoLabelsd("calipers")(CalipersFromMaskd("label")(item(nd, (0.6,) * nd)))
+    aug = Compose(
+        [
+            RandRotate90d(keys, prob=0.7, spatial_axes=(0, 1)),
+            RandFlipd(keys, prob=0.5, spatial_axis=0),
+            RandFlipd(keys, prob=0.5, spatial_axis=1),
+            RandAffined(keys, prob=1.0, rotate_range=[0.4] * (1 if nd == 2 else 3), scale_range=[0.15] * nd,
+                        translate_range=[3] * nd, mode=["bilinear"] + ["nearest"] * 3, padding_mode="zeros"),
+        ]
+    )
+    for seed in range(6):
+        aug.set_random_state(seed)
+        d = aug(dict(d0))
+        cons, rad, axes = (d[k] for k in LABEL_KEYS)
+        assert cons.shape == rad.shape == axes.shape == d["image"].shape
+        assert cons.sum() > 0
+        assert torch.all(cons <= rad), f"seed {seed}"
+        assert torch.all(axes <= rad), f"seed {seed}"
+        assert len(d["radical_label"].applied_operations) == len(d["image"].applied_operations)
+
+
+def test_rotation_augmentation_with_interpolation_keeps_nesting_after_threshold():
+    keys = LABEL_KEYS
+    d0 = CaliperPseudoLabelsd("calipers")(CalipersFromMaskd("label")(item(2, (0.5, 0.5))))
+    rot = RandRotated(keys, range_x=np.pi / 9, prob=1.0, mode="bilinear")  # CRBNet's +-20 degrees
+    for seed in range(4):
+        rot.set_random_state(seed)
+        d = rot(dict(d0))
+        assert torch.all((d["conservative_label"] > 0.5) <= (d["radical_label"] > 0.5))
+
+
+def test_load_calipers_and_batching(tmp_path):
+    d = item(2, (0.5, 0.8))
+    ann = CalipersFromMask()(d["label"])
+    path = save_calipers(tmp_path / "c.json", ann)
+    loaded = LoadCalipersd("calipers")({"calipers": str(path)})["calipers"]
+    assert loaded == ann
+    assert LoadCalipers()(ann.to_dict()) == ann and LoadCalipers()(ann) is ann
+    chain = Compose([LoadCalipersd("calipers"), CaliperPseudoLabelsd("calipers"), DeleteItemsd("calipers")])
+    batch = list_data_collate([chain({"image": d["image"], "calipers": str(path)}) for _ in range(2)])
+    assert batch["radical_label"].shape == (2, 1, 48, 40)
+
+
+def test_jitter_transform_is_seeded():
+    d = CalipersFromMaskd("label")(item(2, (0.5, 0.5)))
+    t = RandCaliperJitterd("calipers", jitter_mm=0.5)
+    t.set_random_state(7)
+    a = t(dict(d))["calipers"]
+    t.set_random_state(7)
+    b = t(dict(d))["calipers"]
+    assert a == b and a != d["calipers"]
+    a.validate(angle_tolerance=1e-6)
+    off = RandCaliperJitterd("calipers", jitter_mm=0.5, prob=0.0)(dict(d))["calipers"]
+    assert off == d["calipers"]
+    with pytest.raises(ValueError, match="jitter_mm"):
+        RandCaliperJitterd("calipers", jitter_mm=-1)
+
+
+def test_empty_masks():
+    d = item(2, (1.0, 1.0))
+    d["label"] = d["label"] * 0
+    with pytest.raises(DatasetError, match=r"key 'label': empty mask"):
+        CalipersFromMaskd("label")(dict(d))
+    out = CaliperPseudoLabelsd("calipers")(CalipersFromMaskd("label", allow_empty=True)(dict(d)))
+    assert out["calipers"].lesions == []
+    for k in LABEL_KEYS:
+        assert out[k].shape == (1, 48, 40) and out[k].sum() == 0
+
+
+def test_pseudo_label_errors():
+    d2, d3 = item(2, (1.0, 1.0)), item(3, (1.0, 1.0, 1.0))
+    ann2 = CalipersFromMask()(d2["label"])
+    with pytest.raises(DatasetError, match=r"calipers are 2D .* but the image is 3D"):
+        CaliperPseudoLabels()(ann2, d3["image"])
+    wrong = CaliperAnnotation((1.0, 1.0, 1.0), (32, 28, 20), [CaliperLesion(ann2.lesions[0].segments)])
+    with pytest.raises(DatasetError, match="lesion 0 has 2 segments of 2D endpoints; a 3D image needs 3"):
+        CaliperPseudoLabels()(wrong, d3["image"])
+    smaller = MetaTensor(torch.zeros(1, 40, 40))
+    with pytest.raises(DatasetError, match=r"made for an image of shape \[48, 40\], the image has shape \[40, 40\]"):
+        CaliperPseudoLabels()(ann2, smaller)
+    with pytest.warns(UserWarning, match="differs from the image spacing"):
+        CaliperPseudoLabels()(ann2, MetaTensor(torch.zeros(1, 48, 40), affine=torch.diag(torch.tensor([2.0, 2, 1, 1]))))
+    with pytest.raises(KeyError, match="reference image key 'img'"):
+        CaliperPseudoLabelsd("calipers", ref_key="img")({"calipers": ann2})
+    with pytest.raises(TypeError, match="use LoadCalipersd first"):
+        CaliperPseudoLabelsd("calipers")({"calipers": "c.json", "image": d2["image"]})
+    # perpendicular in pixels is not perpendicular in mm: validated with the image's spacing
+    seg = np.array([[[10.0, 10.0], [30.0, 30.0]], [[25.0, 15.0], [15.0, 25.0]]])
+    diag = CaliperAnnotation((1.0, 2.0), (48, 40), [CaliperLesion(seg)])
+    aniso = MetaTensor(torch.zeros(1, 48, 40), affine=torch.diag(torch.tensor([1.0, 2, 1, 1])))
+    with pytest.raises(DatasetError, match="degrees"):
+        CaliperPseudoLabels()(diag, aniso)
+    CaliperPseudoLabels(angle_tolerance=40)(diag, aniso)
