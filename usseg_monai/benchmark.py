@@ -45,7 +45,15 @@ from usseg_monai.metrics import (
     summarize_cases,
 )
 
-__all__ = ["Budget", "BUDGETS", "get_budget", "run_benchmark", "add_benchmark_arguments", "benchmark_main"]
+__all__ = [
+    "Budget",
+    "BUDGETS",
+    "get_budget",
+    "run_benchmark",
+    "add_benchmark_arguments",
+    "add_benchmark_parser",
+    "benchmark_main",
+]
 
 logger = logging.getLogger("usseg_monai.benchmark")
 
@@ -491,6 +499,21 @@ def benchmark_main(args: Any) -> int:
     )
     print(Path(args.output) / "results.json")
     return 0
+
+
+def add_benchmark_parser(subparsers: Any) -> None:
+    """Register ``usseg benchmark`` (see :mod:`usseg_monai.cli`)."""
+    from usseg_monai.cli import common_options
+
+    p = subparsers.add_parser(
+        "benchmark",
+        parents=[common_options()],
+        help="train a bundle at a named budget, score it on a test datalist, write results.json",
+        description=__doc__.split("\n\n")[0] + " Budgets: "
+        + "; ".join(f"{b.name}: {b.description}" for b in BUDGETS.values()),
+    )
+    add_benchmark_arguments(p)
+    p.set_defaults(func=benchmark_main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

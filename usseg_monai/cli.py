@@ -34,6 +34,7 @@ logger = logging.getLogger("usseg_monai.cli")
 SUBCOMMANDS: list[str] = [
     "usseg_monai.cli:add_prepare_parser",
     "usseg_monai.cli:add_split_parser",
+    "usseg_monai.benchmark:add_benchmark_parser",
 ]
 
 
