@@ -11,7 +11,8 @@ Examples::
 
 Adding a subcommand: write ``add_<name>_parser(subparsers)`` (in any module) that calls
 ``subparsers.add_parser(...)`` and ``set_defaults(func=<callable(args) -> int>)``, then add its
-``"module:function"`` to :data:`SUBCOMMANDS`. A :class:`~usseg_monai.data.io.DatasetError` or
+``"module:function"`` to :data:`SUBCOMMANDS`. Keep heavy imports (torch, MONAI) inside ``func``: every
+module listed is imported whenever ``usseg`` starts. A :class:`~usseg_monai.data.io.DatasetError` or
 ``ValueError`` raised by ``func`` ends the command with exit code 2 and a one-line message.
 """
 
@@ -333,7 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry in SUBCOMMANDS:
         module, _, func = entry.partition(":")
-        getattr(importlib.import_module(module), func)(subparsers)
+        try:
+            add = getattr(importlib.import_module(module), func)
+        except ImportError as e:  # an optional subcommand whose dependencies are missing: the others still work
+            logger.warning("usseg: subcommand %s is unavailable: %s", entry, e)
+            continue
+        add(subparsers)
     return parser
 
 

@@ -1,0 +1,115 @@
+"""The ``usseg`` command line: prepare, split, error exit codes, help, registration of subcommands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from test_prepare_busi import make_busi
+from test_prepare_ddti import make_ddti
+from usseg_monai import cli
+
+
+def test_prepare_busi_and_split(tmp_path, capsys):
+    src = make_busi(tmp_path / "src")
+    out = tmp_path / "out"
+    rc = cli.main(["prepare", "busi", str(src), "--output", str(out), "--val-fraction", "0.3", "--seed", "2", "-q"])
+    assert rc == 0
+    assert "BUSI: 7 images" in capsys.readouterr().out
+    dl = json.loads((out / "datalist.json").read_text())
+    assert dl["split"] == {"seed": 2, "test_fraction": 0.0, "val_fraction": 0.3}
+    n_train = len(dl["training"])
+
+    rc = cli.main(["split", "--datalist", str(out / "datalist.json"), "--labeled", "2", "--class-only", "rest",
+                   "--output", str(out / "datalist_2.json")])
+    assert rc == 0
+    new = json.loads((out / "datalist_2.json").read_text())
+    sup = Counter(it["supervision"] for it in new["training"])
+    assert sup == {"mask": 2, "class": n_train - 2}
+    assert all(("label" in it) == (it["supervision"] == "mask") for it in new["training"])
+    assert [it["image"] for it in new["validation"]] == [it["image"] for it in dl["validation"]]
+
+    # a re-split into another folder rewrites the paths relative to the new datalist
+    rc = cli.main(["split", "--datalist", str(out / "datalist.json"), "--resplit", "--n-folds", "3", "--fold", "2",
+                   "--output", str(tmp_path / "elsewhere" / "dl.json")])
+    assert rc == 0
+    moved = json.loads((tmp_path / "elsewhere" / "dl.json").read_text())
+    assert moved["split"]["n_folds"] == 3 and moved["training"][0]["image"].startswith("../out/images/")
+    assert sum(len(moved[s]) for s in ("training", "validation", "test")) == 7
+
+
+def test_errors_exit_2_with_one_line(tmp_path, capsys):
+    src = make_busi(tmp_path / "src")
+    (src / "normal" / "normal (2)_mask.png").unlink()
+    rc = cli.main(["prepare", "busi", str(src), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert err.startswith("usseg prepare: error:") and "normal (2).png has no mask" in err
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "f").write_text("x")
+    rc = cli.main(["prepare", "ddti", str(make_ddti(tmp_path / "d")), "-o", str(busy)])
+    assert rc == 2 and "not empty" in capsys.readouterr().err
+
+    rc = cli.main(["split", "--datalist", str(tmp_path / "nope.json"), "--labeled", "0.1", "-o", str(tmp_path / "x.json")])
+    assert rc == 2 and "datalist not found" in capsys.readouterr().err
+    # bad option values are argparse usage errors (exit 2 too)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["split", "--datalist", "d.json", "--labeled", "lots", "-o", "x.json"])
+    assert e.value.code == 2
+
+
+def test_count_or_fraction():
+    assert cli.count_or_fraction("20") == 20 and isinstance(cli.count_or_fraction("20"), int)
+    assert cli.count_or_fraction("0.04") == 0.04 and cli.count_or_fraction("rest") == "rest"
+    for bad in ("-1", "1.5", "many"):
+        with pytest.raises(Exception):
+            cli.count_or_fraction(bad)
+
+
+def test_help_lists_every_dataset(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["prepare", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for name in ("busi", "ddti", "dicom", "volumes", "phantom"):
+        assert name in text
+
+
+def test_subcommand_registry(monkeypatch, tmp_path, capsys):
+    def add_hello(subparsers):
+        p = subparsers.add_parser("hello", help="say hello")
+        p.add_argument("--name", default="world")
+        p.set_defaults(func=lambda args: print(f"hello {args.name}") or 0)
+
+    monkeypatch.setattr(sys.modules[__name__], "add_hello", add_hello, raising=False)
+    monkeypatch.setattr(cli, "SUBCOMMANDS", [*cli.SUBCOMMANDS, f"{__name__}:add_hello"])
+    assert cli.main(["hello", "--name", "MONAI"]) == 0
+    assert capsys.readouterr().out.strip() == "hello MONAI"
+
+
+def test_prepare_phantom(tmp_path, capsys):
+    phantom = pytest.importorskip("usseg_monai.data.phantom")
+    if not hasattr(phantom, "prepare_phantom"):
+        pytest.skip("usseg_monai.data.phantom.prepare_phantom not available yet")
+    out = tmp_path / "ph"
+    rc = cli.main(["prepare", "phantom", "--output", str(out), "--n-images", "4", "--spatial-dims", "2",
+                   "--size", "48", "40", "--seed", "1", "--val-fraction", "0.25", "-q"])
+    assert rc == 0
+    dl = json.loads((out / "datalist.json").read_text())
+    assert sum(len(dl[s]) for s in ("training", "validation", "test")) == 4
+    from monai.transforms import LoadImage
+
+    img = LoadImage(image_only=True)(str(out / dl["training"][0]["image"]))
+    assert tuple(img.shape) == (48, 40)
+
+
+@pytest.mark.slow
+def test_console_script_help():
+    res = subprocess.run([sys.executable, "-m", "usseg_monai.cli", "split", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "--labeled" in res.stdout and "--resplit" in res.stdout
