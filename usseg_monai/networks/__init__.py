@@ -1,1 +1,5 @@
-"""usseg_monai.networks."""
+"""usseg_monai.networks: segmentation networks (2D and 3D)."""
+
+from .unet import PyMICConvBlock, PyMICUNet
+
+__all__ = ["PyMICUNet", "PyMICConvBlock"]

@@ -1,0 +1,96 @@
+"""Helpers for the bundle tests: tiny synthetic datasets in the prepared-dataset layout, bundle discovery."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from usseg_monai.data.io import save_png, save_volume, write_datalist
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLES_DIR = REPO_ROOT / "bundles"
+
+
+def bundle_dirs() -> list[Path]:
+    """Every bundle folder under ``bundles/`` (one with ``configs/metadata.json``), sorted."""
+    return sorted(p for p in BUNDLES_DIR.iterdir() if (p / "configs" / "metadata.json").is_file())
+
+
+def bundle_spatial_dims(bundle: Path) -> int:
+    """2 or 3, from the metadata's input ``spatial_shape`` length."""
+    import json
+
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    return len(meta["network_data_format"]["inputs"]["image"]["spatial_shape"])
+
+
+def _disk_case(rng: np.random.Generator, shape: tuple[int, ...], empty: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A speckled background with a darker ellipsoidal lesion (uint8 image) and its 0/255 mask, (x, y[, z])."""
+    grids = np.meshgrid(*[np.arange(s, dtype=np.float64) for s in shape], indexing="ij")
+    mask = np.zeros(shape, dtype=bool)
+    if not empty:
+        centre = [rng.uniform(0.35, 0.65) * s for s in shape]
+        radii = [rng.uniform(0.12, 0.22) * s for s in shape]
+        mask = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, centre, radii)) <= 1.0
+    image = 140.0 + 25.0 * rng.standard_normal(shape)
+    image[mask] = 50.0 + 15.0 * rng.standard_normal(int(mask.sum()))
+    return np.clip(image, 0, 255).astype(np.uint8), (mask * 255).astype(np.uint8)
+
+
+def make_tiny_dataset(
+    root: str | os.PathLike,
+    spatial_dims: int = 2,
+    counts: tuple[int, int, int] = (4, 2, 2),
+    shape: tuple[int, ...] | None = None,
+    spacing: tuple[float, ...] | None = None,
+    empty_in_test: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny prepared dataset (``docs/conventions.md`` layout) and return its folder.
+
+    2D: PNG images and 0/255 masks; 3D: NIfTI volumes and 0/1 masks with ``spacing`` in the header and the
+    datalist. ``counts`` = (training, validation, test). With ``empty_in_test`` the last test case has an
+    empty mask (like a BUSI "normal" image). Shapes differ from case to case (odd sizes) on purpose.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    if shape is None:
+        shape = (60, 52) if spatial_dims == 2 else (30, 26, 14)
+    if spacing is None:
+        spacing = (0.2, 0.2) if spatial_dims == 2 else (0.5, 0.5, 1.0)
+    ext = ".png" if spatial_dims == 2 else ".nii.gz"
+    datalist: dict = {"name": "tiny", "modality": "US", "spatial_dims": spatial_dims, "labels": {"0": "background", "1": "lesion"}}
+    k = 0
+    for section, n in zip(("training", "validation", "test"), counts):
+        items = []
+        for i in range(n):
+            case_shape = tuple(s + (k % 3) for s in shape)
+            empty = empty_in_test and section == "test" and i == n - 1
+            image, mask = _disk_case(rng, case_shape, empty)
+            name = f"case_{k:03d}{ext}"
+            if spatial_dims == 2:
+                save_png(root / "images" / name, image)
+                save_png(root / "labels" / name, mask)
+            else:
+                save_volume(root / "images" / name, image, spacing)
+                save_volume(root / "labels" / name, (mask > 0).astype(np.uint8), spacing)
+            items.append(
+                {"image": f"images/{name}", "label": f"labels/{name}", "case_id": f"case_{k:03d}", "spacing": list(spacing)}
+            )
+            k += 1
+        datalist[section] = items
+    write_datalist(root, datalist)
+    return root
+
+
+def clean_env() -> dict[str, str]:
+    """The current environment without PYTHONPATH (bundles must run from the installed package alone)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+PYTHON = sys.executable
