@@ -65,11 +65,13 @@ def main() -> None:
         lesion = s.params["lesion"]
         detail = "" if lesion is None else f", {lesion['margin']}, {lesion['posterior']}"
         probe = " sector" if opts.get("probe") == "sector" else ""
-        _show(ax, s.image, s.mask, s.spacing, f"{class_name}{probe}{detail}\nseed {seed + args.seed}, 128x128, {s.spacing[0]} mm")
+        title = f"{class_name}{probe}{detail}\nseed {seed + args.seed}, 128x128, {s.spacing[0]} mm"
+        _show(ax, s.image, s.mask, s.spacing, title)
 
     v = generate_phantom((64, 64, 32), class_name="malignant", seed=args.seed)
     cx, cy, cz = (int(round(c)) for c in v.params["lesion"]["centre_px"])
-    _show(flat[6], v.image[:, :, cz], v.mask[:, :, cz], v.spacing[:2], f"3D malignant 64x64x32, seed {args.seed}\nx-y plane z={cz}")
+    title = f"3D malignant 64x64x32, seed {args.seed}\nx-y plane z={cz}"
+    _show(flat[6], v.image[:, :, cz], v.mask[:, :, cz], v.spacing[:2], title)
     _show(flat[7], v.image[:, cy, :], v.mask[:, cy, :], (v.spacing[0], v.spacing[2]),
           f"3D, x-z plane y={cy}\n(elevational spacing {v.spacing[2]} mm)")
     used = 8

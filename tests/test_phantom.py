@@ -218,10 +218,11 @@ def test_posterior_enhancement_and_shadowing(dims):
         assert _posterior_ratio(b.image, b.mask) > 1.15, f"benign seed {seed}"
         assert _posterior_ratio(m.image, m.mask) < 0.8, f"malignant seed {seed}"
     # with the layered anatomy: on average over seeds
-    benign = [_posterior_ratio(*(lambda s: (s.image, s.mask))(generate_phantom(SHAPES[dims], class_name="benign", seed=k)))
-              for k in range(6)]
-    malignant = [_posterior_ratio(*(lambda s: (s.image, s.mask))(generate_phantom(SHAPES[dims], class_name="malignant", seed=k)))
-                 for k in range(6)]
+    ratios = {}
+    for class_name in ("benign", "malignant"):
+        samples = [generate_phantom(SHAPES[dims], class_name=class_name, seed=k) for k in range(6)]
+        ratios[class_name] = [_posterior_ratio(s.image, s.mask) for s in samples]
+    benign, malignant = ratios["benign"], ratios["malignant"]
     assert np.exp(np.mean(np.log(benign))) > 1.08
     assert np.exp(np.mean(np.log(malignant))) < 0.85
     # the option switches the feature off
@@ -363,7 +364,8 @@ def test_ensure_phantom_dataset_generates_once(monkeypatch):
     path = Path(p1)
     assert path.parent == cache_dir() and path.name.startswith("phantom_2d_n4_32x32_seed7_v")
     assert json.loads((path / "summary.json").read_text())["output"] == p1
-    assert len(load_datalist(path / "datalist.json")["training"]) + len(load_datalist(path / "datalist.json")["validation"]) == 4
+    dl = load_datalist(path / "datalist.json")
+    assert len(dl["training"]) + len(dl["validation"]) == 4
     # other parameters: another folder
     p3 = ensure_phantom_dataset(2, n_images=4, image_size=32, seed=8)
     assert p3 != p1 and len(calls) == 2

@@ -319,7 +319,11 @@ def _unit_vectors(rng: np.random.Generator, n: int, ndim: int) -> np.ndarray:
 
 
 def _star_distance(
-    grid: _Grid, centre: Sequence[float], axes: Sequence[float], angle_deg: float, bumps: list[tuple[np.ndarray, float, float]]
+    grid: _Grid,
+    centre: Sequence[float],
+    axes: Sequence[float],
+    angle_deg: float,
+    bumps: list[tuple[np.ndarray, float, float]],
 ) -> np.ndarray:
     """Signed radial distance (mm, negative inside) to a star-shaped boundary ``q = r(u)`` around an ellipsoid.
 
@@ -430,7 +434,7 @@ def _tissue(rng: np.random.Generator, grid: _Grid, anatomy: bool) -> tuple[np.nd
     blobs = _smooth_noise(rng, grid, [0.06 * width, 0.05 * depth] + ([0.06 * grid.fov[2]] if grid.ndim == 3 else []))
 
     dermis = 1.5 * np.exp(0.15 * streaks)
-    fat_amp = 0.32 * np.exp(0.25 * blobs + 0.1 * streaks)
+    fat_amp = 0.25 * np.exp(0.25 * blobs + 0.1 * streaks)
     gland = 1.2 * np.exp(0.6 * streaks + 0.3 * blobs)
     # hypoechoic fat lobules interspersed in the fibroglandular tissue
     lobules = _smooth_noise(rng, grid, [0.05 * width, 0.025 * depth] + ([0.05 * grid.fov[2]] if grid.ndim == 3 else []))
@@ -446,7 +450,7 @@ def _tissue(rng: np.random.Generator, grid: _Grid, anatomy: bool) -> tuple[np.nd
     n_septa = int(rng.integers(2, 6))
     for _ in range(n_septa):
         s = _random_surface(rng, grid, rng.uniform(0.2, 0.9) * float(fat.mean()), 0.03 * depth, rng.uniform(-0.6, 0.6))
-        amp = amp + rng.uniform(0.6, 1.6) * _band(y, s, 0.08 + 0.5 * grid.spacing[1]) * in_fat * (1 - in_gland)
+        amp = amp + rng.uniform(0.5, 1.2) * _band(y, s, 0.08 + 0.5 * grid.spacing[1]) * in_fat * (1 - in_gland)
     n_planes = int(rng.integers(3, 7))
     fat_mean, muscle_mean = float(fat.mean()), float(muscle.mean())
     for _ in range(n_planes):
@@ -465,7 +469,11 @@ def _tissue(rng: np.random.Generator, grid: _Grid, anatomy: bool) -> tuple[np.nd
 
 
 def _add_ducts(
-    rng: np.random.Generator, grid: _Grid, amp: np.ndarray, layers: dict[str, Any], avoid: tuple[np.ndarray, np.ndarray] | None
+    rng: np.random.Generator,
+    grid: _Grid,
+    amp: np.ndarray,
+    layers: dict[str, Any],
+    avoid: tuple[np.ndarray, np.ndarray] | None,
 ) -> int:
     """Darken 0-3 elongated ducts (tubes along z in 3D) inside the glandular layer, away from the lesion."""
     if not layers.get("anatomy"):
@@ -569,7 +577,10 @@ def _draw_lesion(
 # public generator
 
 
-def _check_shape_spacing(shape: Sequence[int], spacing: Sequence[float] | None) -> tuple[tuple[int, ...], tuple[float, ...]]:
+def _check_shape_spacing(
+    shape: Sequence[int], spacing: Sequence[float] | None
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Validated ``(shape, spacing)``; the default spacing when ``spacing`` is None."""
     try:
         shp = tuple(int(s) for s in shape)
     except TypeError as e:
@@ -584,7 +595,9 @@ def _check_shape_spacing(shape: Sequence[int], spacing: Sequence[float] | None) 
     else:
         sp = tuple(float(s) for s in spacing)
         if len(sp) != len(shp) or not all(math.isfinite(s) and s > 0 for s in sp):
-            raise ValueError(f"spacing must be {len(shp)} positive numbers (mm per pixel, x, y[, z]), got {tuple(spacing)}")
+            raise ValueError(
+                f"spacing must be {len(shp)} positive numbers (mm per pixel, x, y[, z]), got {tuple(spacing)}"
+            )
     return shp, sp
 
 
@@ -901,12 +914,16 @@ def ensure_phantom_dataset(
             if _complete(final):
                 return str(final)
         except DatasetError as e:
-            raise DatasetError(f"cached phantom dataset {final} is damaged ({e}); delete the folder to regenerate") from e
+            raise DatasetError(
+                f"cached phantom dataset {final} is damaged ({e}); delete the folder to regenerate"
+            ) from e
         raise DatasetError(f"cached phantom dataset {final} has no datalist.json; delete the folder to regenerate")
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
     try:
         logger.info("generating the %dD phantom dataset (%d images) into %s", spatial_dims, n, final)
-        summary = prepare_phantom(tmp, n_images=n, spatial_dims=spatial_dims, image_size=size, seed=seed, overwrite=True)
+        summary = prepare_phantom(
+            tmp, n_images=n, spatial_dims=spatial_dims, image_size=size, seed=seed, overwrite=True
+        )
         summary["output"] = str(final)
         atomic_write_json(tmp / "summary.json", summary)
         try:
