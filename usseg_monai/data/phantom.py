@@ -102,7 +102,8 @@ class PhantomOptions:
         residual_attenuation_db_per_cm: two-way attenuation left after time-gain compensation, dB per cm
             of depth (soft tissue attenuates ~0.5-0.75 dB/cm/MHz one way; TGC removes most of it).
         dynamic_range_db: displayed dynamic range of the log compression, dB.
-        gain_db: overall display gain, dB (tissue of amplitude 1 maps to about ``255 (gain - 2.5) / DR``).
+        gain_db: overall display gain, dB: an envelope of 1 maps to ``255 gain / DR`` (speckle lowers the mean
+            log amplitude by 2.5 dB for one look, less with compounding).
         gain_jitter_db: per-image random gain offset, uniform in ``[-jitter, jitter]`` dB.
         noise_floor_db: additive electronic noise amplitude relative to tissue of amplitude 1, dB.
         lesion_contrast_db: lesion echogenicity relative to glandular tissue, dB (``None``: drawn per class,
