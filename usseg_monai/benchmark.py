@@ -269,6 +269,7 @@ def run_benchmark(
     confidence: float = 0.95,
     bundle_overrides: Mapping[str, Any] | None = None,
     results_name: str = "results.json",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Train ``bundle`` at ``budget`` on ``train_datalist[train_key]``, score it on ``test_datalist[test_key]``.
 
@@ -289,6 +290,7 @@ def run_benchmark(
         n_resamples, confidence: bootstrap settings.
         bundle_overrides: extra bundle keys (e.g. ``{"learning_rate": 3e-3}``), applied to both configs.
         results_name: results file name inside ``run_dir``.
+        threads: ``torch.set_num_threads`` for CPU runs (``None``: torch's default, one per core).
 
     Returns:
         The results dictionary (also written to ``run_dir / results_name``).
@@ -297,6 +299,8 @@ def run_benchmark(
         DatasetError: a missing datalist, section, label or bundle (the message names it).
     """
     t_start = time.perf_counter()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
     bundle_dir = _resolve_bundle(bundle)
     train_datalist, test_datalist = Path(train_datalist).resolve(), Path(test_datalist).resolve()
     train_items = _check_section(train_datalist, train_key, "training", require_label=True)
@@ -460,6 +464,7 @@ def add_benchmark_arguments(parser: Any) -> Any:
     parser.add_argument("--device", default=None, help="cpu, cuda:0 ... (default: the bundle's)")
     parser.add_argument("--amp", default=None, choices=["true", "false"], help="mixed precision (default: the bundle's)")
     parser.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per core)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="extra bundle override, e.g. --set learning_rate=0.003")
     parser.add_argument("--output", required=True, help="run folder (checkpoints, predictions, results.json)")
     return parser
@@ -496,6 +501,7 @@ def benchmark_main(args: Any) -> int:
         amp=None if args.amp is None else args.amp == "true",
         n_resamples=args.n_resamples,
         bundle_overrides=overrides,
+        threads=args.threads,
     )
     print(Path(args.output) / "results.json")
     return 0
