@@ -123,7 +123,7 @@ def test_default_spacing():
 def test_lesion_is_hypoechoic(dims, class_name):
     for seed in range(4):
         s = generate_phantom(SHAPES[dims], class_name=class_name, seed=seed)
-        assert _ring_ratio(s.image, s.mask) < 0.75, f"seed {seed}"
+        assert _ring_ratio(s.image, s.mask) < 0.7, f"seed {seed}"
 
 
 def test_rayleigh_speckle_snr_uncorrelated_and_correlated():
@@ -223,8 +223,8 @@ def test_posterior_enhancement_and_shadowing(dims):
         samples = [generate_phantom(SHAPES[dims], class_name=class_name, seed=k) for k in range(6)]
         ratios[class_name] = [_posterior_ratio(s.image, s.mask) for s in samples]
     benign, malignant = ratios["benign"], ratios["malignant"]
-    assert np.exp(np.mean(np.log(benign))) > 1.08
-    assert np.exp(np.mean(np.log(malignant))) < 0.85
+    assert np.exp(np.mean(np.log(benign))) > 1.2
+    assert np.exp(np.mean(np.log(malignant))) < 0.6
     # the option switches the feature off
     n = generate_phantom(SHAPES[dims], class_name="malignant", seed=0, anatomy=False, posterior_db=0.0)
     assert n.params["lesion"]["posterior"] == "none"
