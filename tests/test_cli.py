@@ -92,6 +92,19 @@ def test_subcommand_registry(monkeypatch, tmp_path, capsys):
     assert cli.main(["hello", "--name", "MONAI"]) == 0
     assert capsys.readouterr().out.strip() == "hello MONAI"
 
+    # lazy entries: listed in the help without importing their module, imported when they run
+    lazy = [("hello", "say hi lazily", f"{__name__}:add_hello"), ("broken", "needs a missing module", "no_such_module_xyz:add")]
+    monkeypatch.setattr(cli, "SUBCOMMANDS", [*cli.SUBCOMMANDS[:2], *lazy])
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    assert "say hi lazily" in text and "needs a missing module" in text and "prepare" in text
+    assert cli.main(["hello", "--name", "lazy"]) == 0
+    assert capsys.readouterr().out.strip() == "hello lazy"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["broken"])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
 
 def test_prepare_phantom(tmp_path, capsys):
     phantom = pytest.importorskip("usseg_monai.data.phantom")

@@ -11,8 +11,8 @@ Examples::
 
 Adding a subcommand: write ``add_<name>_parser(subparsers)`` (in any module) that calls
 ``subparsers.add_parser(...)`` and ``set_defaults(func=<callable(args) -> int>)``, then add its
-``"module:function"`` to :data:`SUBCOMMANDS`. Keep heavy imports (torch, MONAI) inside ``func``: every
-module listed is imported whenever ``usseg`` starts. A :class:`~usseg_monai.data.io.DatasetError` or
+``"module:function"`` to :data:`SUBCOMMANDS` (or ``(name, help, "module:function")`` to import the module only
+when that subcommand runs, for modules that import torch or MONAI at the top). A :class:`~usseg_monai.data.io.DatasetError` or
 ``ValueError`` raised by ``func`` ends the command with exit code 2 and a one-line message.
 """
 
@@ -31,11 +31,17 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main", "count_or_fraction", "add_spli
 
 logger = logging.getLogger("usseg_monai.cli")
 
-#: ``"module:function"`` entries; each function receives the top-level subparsers object.
-SUBCOMMANDS: list[str] = [
+#: Subcommands. Each entry names a function ``add(subparsers)`` that adds one subcommand, either as
+#: ``"module:function"`` (imported whenever ``usseg`` starts) or as ``(name, help, "module:function")``
+#: (lazy: imported only when ``usseg <name> ...`` runs, for modules that import torch/MONAI at the top).
+SUBCOMMANDS: list[str | tuple[str, str, str]] = [
     "usseg_monai.cli:add_prepare_parser",
     "usseg_monai.cli:add_split_parser",
-    "usseg_monai.benchmark:add_benchmark_parser",
+    (
+        "benchmark",
+        "train a bundle at a named budget, score it on a test datalist, write results.json",
+        "usseg_monai.benchmark:add_benchmark_parser",
+    ),
 ]
 
 
@@ -322,8 +328,17 @@ def add_split_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 # ---------------------------------------------------------------- main
-def build_parser() -> argparse.ArgumentParser:
-    """The ``usseg`` parser with every subcommand of :data:`SUBCOMMANDS`."""
+def _command_name(argv: Sequence[str] | None) -> str | None:
+    """The subcommand named on the command line (first token that is not a top-level option)."""
+    for token in sys.argv[1:] if argv is None else argv:
+        if token in ("-v", "--verbose", "-q", "--quiet"):
+            continue
+        return None if token.startswith("-") else token
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``usseg`` parser with the subcommands of :data:`SUBCOMMANDS` (lazy ones fully only if named in ``argv``)."""
     parser = argparse.ArgumentParser(
         prog="usseg",
         description="usseg-monai: MONAI bundles for annotation-efficient ultrasound lesion segmentation.",
@@ -332,7 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     parser.set_defaults(verbose=False, quiet=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = _command_name(argv)
     for entry in SUBCOMMANDS:
+        if isinstance(entry, tuple):
+            name, help_text, entry = entry
+            if name != chosen:  # listed in the help; its module is imported only when it runs
+                stub = subparsers.add_parser(name, help=help_text, add_help=False)
+                stub.add_argument("args", nargs=argparse.REMAINDER)
+                continue
         module, _, func = entry.partition(":")
         try:
             add = getattr(importlib.import_module(module), func)
@@ -345,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``usseg``; returns the exit code (0 ok, 2 bad input or usage, with a one-line message)."""
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
