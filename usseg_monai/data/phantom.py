@@ -223,7 +223,7 @@ def rayleigh_speckle(
     return np.abs(_complex_speckle(shape, rng, correlation_px)).astype(np.float32)
 
 
-def log_compress(envelope: np.ndarray, dynamic_range_db: float = 55.0, gain_db: float = 30.0) -> np.ndarray:
+def log_compress(envelope: np.ndarray, dynamic_range_db: float = 50.0, gain_db: float = 28.0) -> np.ndarray:
     """Log compression of an envelope to display gray levels (float in ``[0, 255]``).
 
     ``gray = 255 * clip((20 log10(envelope) + gain_db) / dynamic_range_db, 0, 1)``: amplitudes from
@@ -574,6 +574,91 @@ def _draw_lesion(
     return params, dist
 
 
+def _insert_lesion(
+    rng: np.random.Generator,
+    grid: _Grid,
+    geom: _BeamGeometry,
+    class_name: str,
+    amp: np.ndarray,
+    layers: dict[str, Any],
+    opts: PhantomOptions,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Draw the lesion and put it into the echogenicity map.
+
+    Returns:
+        ``(amplitude, mask, excess attenuation in dB per mm, lesion params)``. The excess attenuation is
+        scaled so that its integral along the beam line through the lesion centre is ``-posterior_db``.
+    """
+    lesion, dist = _draw_lesion(rng, grid, class_name, layers, geom)
+    malignant = class_name == "malignant"
+    sp = grid.spacing
+    mask = (dist <= 0).astype(np.uint8)
+    edge = (1.2 if malignant else 0.45) * min(sp[:2])  # indistinct vs sharp margin, mm
+    occ = _sigmoid(-dist / edge)
+    contrast = opts.lesion_contrast_db
+    if contrast is None:
+        contrast = rng.uniform(-18, -10) if malignant else rng.uniform(-30, -15)
+    hetero = _smooth_noise(rng, grid, [0.03 * grid.fov[0]] * grid.ndim)
+    inner = 10 ** (contrast / 20) * np.exp((0.4 if malignant else 0.08) * hetero)
+    rim = None
+    if malignant and rng.uniform() < 0.6:
+        rim = ("echogenic halo", 0.5 * _band(dist, np.float32(0.0), 0.05 * grid.fov[0]) * (dist > 0))
+    elif not malignant and rng.uniform() < 0.6:
+        rim = ("capsule", 1.2 * _band(dist, np.float32(0.15 + 0.5 * sp[1]), 0.1 + 0.3 * sp[1]))
+    amp = amp * (1 - occ) + inner * occ
+    if rim is not None:
+        amp = amp * (1 + rim[1])
+    posterior = opts.posterior_db
+    if posterior is None:
+        posterior = rng.uniform(-18, -10) if malignant else rng.uniform(6, 12)
+    a, b = lesion["semi_axes_mm"][:2]
+    t = math.radians(lesion["angle_deg"])
+    thickness = 2.0 / math.hypot(math.sin(t) / a, math.cos(t) / b)  # chord along the beam through the centre
+    atten = (-posterior / thickness) * occ
+    lesion.update(
+        contrast_db=round(float(contrast), 3),
+        posterior="shadow" if posterior < 0 else ("enhancement" if posterior > 0 else "none"),
+        posterior_db=round(float(posterior), 3),
+        rim=rim[0] if rim is not None else "none",
+        volume_px=int(mask.sum()),
+    )
+    return amp, mask, atten, lesion
+
+
+def _acquire(
+    rng: np.random.Generator,
+    grid: _Grid,
+    geom: _BeamGeometry,
+    amp: np.ndarray,
+    atten: np.ndarray | None,
+    opts: PhantomOptions,
+) -> np.ndarray:
+    """Envelope on the acquisition grid: residual depth loss and the lesion's attenuation integrated along
+    each beam line (axis 1), multiplicative speckle (compounded looks) and the electronic noise floor."""
+    amp_b = geom.to_beam(amp)
+    depth_mm = (np.arange(grid.shape[1], dtype=np.float32) + 0.5) * geom.range_step
+    loss_db = opts.residual_attenuation_db_per_cm * depth_mm / 10.0
+    loss_db = loss_db.reshape([1, -1] + [1] * (grid.ndim - 2))
+    if atten is not None:
+        cum = np.cumsum(geom.to_beam(atten), axis=1) * geom.range_step
+        beam_sigma = [0.15 / geom.beam_step, 0.0] + [0.0] * (grid.ndim - 2)  # 0.15 mm lateral beam width
+        loss_db = loss_db + ndimage.gaussian_filter(cum, beam_sigma, mode="nearest")
+    amp_b = amp_b * 10 ** (-loss_db / 20)
+    noise_floor = 10 ** (opts.noise_floor_db / 20)
+    if not opts.speckle:
+        return amp_b + noise_floor
+    sigma_px = None
+    if opts.speckle_correlation_mm is not None:
+        steps = [geom.beam_step, geom.range_step] + list(grid.spacing[2:])
+        sigma_px = [c / s for c, s in zip(opts.speckle_correlation_mm, steps)]
+    intensity = np.zeros(grid.shape, dtype=np.float32)
+    for _ in range(int(opts.compounding)):
+        c = _complex_speckle(grid.shape, rng, sigma_px)
+        noise = _complex_speckle(grid.shape, rng, None)
+        intensity += np.abs(amp_b * c + noise_floor * noise) ** 2
+    return np.sqrt(intensity / int(opts.compounding))
+
+
 # ----------------------------------------------------------------------------------------------------
 # public generator
 
@@ -648,70 +733,14 @@ def generate_phantom(
     amp, layers = _tissue(rng, grid, opts.anatomy)
     lesion: dict[str, Any] | None = None
     mask = np.zeros(shp, dtype=np.uint8)
-    atten = None  # lesion excess attenuation, dB per mm
+    atten = None
     avoid = None
     if class_name != "normal":
-        lesion, dist = _draw_lesion(rng, grid, class_name, layers, geom)
-        malignant = class_name == "malignant"
-        mask = (dist <= 0).astype(np.uint8)
-        edge = (1.2 if malignant else 0.45) * min(sp[:2])
-        occ = _sigmoid(-dist / edge)
-        contrast = opts.lesion_contrast_db
-        if contrast is None:
-            contrast = rng.uniform(-18, -10) if malignant else rng.uniform(-30, -15)
-        hetero = _smooth_noise(rng, grid, [0.03 * grid.fov[0]] * grid.ndim)
-        inner = 10 ** (contrast / 20) * np.exp((0.4 if malignant else 0.08) * hetero)
-        rim = None
-        if malignant and rng.uniform() < 0.6:
-            rim = ("echogenic halo", 0.5 * _band(dist, np.float32(0.0), 0.05 * grid.fov[0]) * (dist > 0))
-        elif not malignant and rng.uniform() < 0.6:
-            rim = ("capsule", 1.2 * _band(dist, np.float32(0.15 + 0.5 * sp[1]), 0.1 + 0.3 * sp[1]))
-        amp = amp * (1 - occ) + inner * occ
-        if rim is not None:
-            amp = amp * (1 + rim[1])
-        posterior = opts.posterior_db
-        if posterior is None:
-            posterior = rng.uniform(-18, -10) if malignant else rng.uniform(6, 12)
-        a, b = lesion["semi_axes_mm"][:2]
-        t = math.radians(lesion["angle_deg"])
-        thickness = 2.0 / math.hypot(math.sin(t) / a, math.cos(t) / b)  # chord along the beam through the centre
-        atten = (-posterior / thickness) * occ
-        lesion.update(
-            contrast_db=round(float(contrast), 3),
-            posterior="shadow" if posterior < 0 else ("enhancement" if posterior > 0 else "none"),
-            posterior_db=round(float(posterior), 3),
-            rim=rim[0] if rim is not None else "none",
-            volume_px=int(mask.sum()),
-        )
+        amp, mask, atten, lesion = _insert_lesion(rng, grid, geom, class_name, amp, layers, opts)
         idx = np.nonzero(mask)
         avoid = (np.array([i.min() for i in idx]) * np.array(sp), np.array([i.max() + 1 for i in idx]) * np.array(sp))
-    n_ducts = _add_ducts(rng, grid, amp, layers, avoid)
-    layers["n_ducts"] = n_ducts
-
-    # --- acquisition grid: attenuation along the beam (axis 1), speckle, log compression
-    amp_b = geom.to_beam(amp)
-    depth_mm = (np.arange(shp[1], dtype=np.float32) + 0.5) * geom.range_step
-    loss_db = opts.residual_attenuation_db_per_cm * depth_mm / 10.0
-    loss_db = loss_db.reshape([1, -1] + [1] * (grid.ndim - 2))
-    if atten is not None:
-        cum = np.cumsum(geom.to_beam(atten), axis=1) * geom.range_step
-        beam_sigma = [0.15 / geom.beam_step, 0.0] + [0.0] * (grid.ndim - 2)
-        loss_db = loss_db + ndimage.gaussian_filter(cum, beam_sigma, mode="nearest")
-    amp_b = amp_b * 10 ** (-loss_db / 20)
-    if opts.speckle:
-        corr = opts.speckle_correlation_mm
-        sigma_px = None
-        if corr is not None:
-            steps = [geom.beam_step, geom.range_step] + list(sp[2:])
-            sigma_px = [c / s for c, s in zip(corr, steps)]
-        intensity = np.zeros(shp, dtype=np.float32)
-        for _ in range(int(opts.compounding)):
-            c = _complex_speckle(shp, rng, sigma_px)
-            noise = _complex_speckle(shp, rng, None)
-            intensity += np.abs(amp_b * c + 10 ** (opts.noise_floor_db / 20) * noise) ** 2
-        env = np.sqrt(intensity / int(opts.compounding))
-    else:
-        env = amp_b + 10 ** (opts.noise_floor_db / 20)
+    layers["n_ducts"] = _add_ducts(rng, grid, amp, layers, avoid)
+    env = _acquire(rng, grid, geom, amp, atten, opts)
     gain = opts.gain_db + (rng.uniform(-1, 1) * opts.gain_jitter_db if opts.gain_jitter_db > 0 else 0.0)
     gray = geom.to_image(log_compress(env, opts.dynamic_range_db, gain))
     image = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
