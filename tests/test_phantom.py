@@ -327,6 +327,7 @@ def test_prepare_phantom_2d_reads_with_monai(tmp_path):
         prepare_phantom(out, n_images=2, image_size=32)
     with pytest.raises(ValueError, match="image_size"):
         prepare_phantom(tmp_path / "bad", image_size=(32, 32, 16))
+    assert phantom._resolve_size(2, [32]) == (32, 32) and phantom._resolve_size(3, 24) == (24, 24, 24)
     with pytest.raises(ValueError, match="n_images"):
         prepare_phantom(tmp_path / "bad", n_images=0)
     with pytest.raises(ValueError, match="spatial_dims"):

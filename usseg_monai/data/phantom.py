@@ -779,6 +779,8 @@ def _resolve_size(spatial_dims: int, image_size: int | Sequence[int] | None) -> 
         size = (int(image_size),) * spatial_dims
     else:
         size = tuple(int(s) for s in image_size)
+        if len(size) == 1:
+            size = size * spatial_dims
     if len(size) != spatial_dims:
         raise ValueError(f"image_size {tuple(image_size)} does not have {spatial_dims} values (x, y[, z])")
     _check_shape_spacing(size, None)
@@ -828,7 +830,7 @@ def prepare_phantom(
         output_dir: output folder (created; must be empty unless ``overwrite``).
         n_images: number of images; default :data:`DEFAULT_N_IMAGES` (64 in 2D, 16 in 3D).
         spatial_dims: 2 or 3.
-        image_size: ``(x, y[, z])`` or one int for every axis; default :data:`DEFAULT_IMAGE_SIZE`
+        image_size: ``(x, y[, z])``, or one int (or a 1-sequence) for every axis; default :data:`DEFAULT_IMAGE_SIZE`
             (128x128 in 2D, 64x64x32 in 3D).
         seed: seeds the images and the split.
         overwrite: allow a non-empty output folder.
