@@ -56,7 +56,9 @@ def test_errors_exit_2_with_one_line(tmp_path, capsys):
     rc = cli.main(["prepare", "ddti", str(make_ddti(tmp_path / "d")), "-o", str(busy)])
     assert rc == 2 and "not empty" in capsys.readouterr().err
 
-    rc = cli.main(["split", "--datalist", str(tmp_path / "nope.json"), "--labeled", "0.1", "-o", str(tmp_path / "x.json")])
+    rc = cli.main(
+        ["split", "--datalist", str(tmp_path / "nope.json"), "--labeled", "0.1", "-o", str(tmp_path / "x.json")]
+    )
     assert rc == 2 and "datalist not found" in capsys.readouterr().err
     # bad option values are argparse usage errors (exit 2 too)
     with pytest.raises(SystemExit) as e:
@@ -93,7 +95,10 @@ def test_subcommand_registry(monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == "hello MONAI"
 
     # lazy entries: listed in the help without importing their module, imported when they run
-    lazy = [("hello", "say hi lazily", f"{__name__}:add_hello"), ("broken", "needs a missing module", "no_such_module_xyz:add")]
+    lazy = [
+        ("hello", "say hi lazily", f"{__name__}:add_hello"),
+        ("broken", "needs a missing module", "no_such_module_xyz:add"),
+    ]
     monkeypatch.setattr(cli, "SUBCOMMANDS", [*cli.SUBCOMMANDS[:2], *lazy])
     with pytest.raises(SystemExit):
         cli.main(["--help"])
@@ -124,5 +129,6 @@ def test_prepare_phantom(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_console_script_help():
-    res = subprocess.run([sys.executable, "-m", "usseg_monai.cli", "split", "--help"], capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, "-m", "usseg_monai.cli", "split", "--help"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "--labeled" in res.stdout and "--resplit" in res.stdout

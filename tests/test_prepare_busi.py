@@ -15,7 +15,8 @@ from usseg_monai.data.io import DatasetError, load_datalist
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def _load_xy(path: Path) -> np.ndarray:
@@ -102,7 +103,8 @@ def test_busi_bad_input(tmp_path):
 
     top = make_busi(tmp_path / "c")
     _mask(15, 11, (1, 1, 3, 3)).save(top / "benign" / "benign (2)_mask_1.png")
-    with pytest.raises(DatasetError, match=r"benign \(2\)_mask_1\.png is 15x11 but its image .*benign \(2\)\.png is 16x11"):
+    msg = r"benign \(2\)_mask_1\.png is 15x11 but its image .*benign \(2\)\.png is 16x11"
+    with pytest.raises(DatasetError, match=msg):
         prepare_busi(top, tmp_path / "o3")
 
     empty = tmp_path / "empty"
@@ -151,6 +153,7 @@ def test_real_busi(tmp_path):
         union |= np.asarray(Image.open(f).convert("L")).T > 0
     item_id = "benign_" + stem.split("(")[1].rstrip(")")
     got = _load_xy(out / "labels" / f"{item_id}.png")
-    assert np.array_equal(got > 0, union) and union.sum() > np.asarray(Image.open(files[0]).convert("L")).astype(bool).sum()
+    first = np.asarray(Image.open(files[0]).convert("L")) > 0
+    assert np.array_equal(got > 0, union) and union.sum() > first.sum()
     img = _load_xy(out / "images" / f"{item_id}.png")
     assert np.array_equal(img, np.asarray(Image.open(src / "benign" / f"{stem}.png").convert("L")).T)

@@ -15,12 +15,14 @@ from usseg_monai.data.io import DatasetError, load_datalist
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def _xml(number: str, tirads: str, marks: dict[str, list | None]) -> str:
     parts = [f"<case>\n<number>{number}</number>\n<age>51</age>\n<sex>F</sex>\n<composition>solid</composition>"]
-    parts.append(f"<echogenicity></echogenicity>\n<margins></margins>\n<calcifications></calcifications>\n<tirads>{tirads}</tirads>")
+    parts.append("<echogenicity></echogenicity>\n<margins></margins>\n<calcifications></calcifications>")
+    parts.append(f"<tirads>{tirads}</tirads>")
     for img, polys in marks.items():
         svg = "" if polys is None else json.dumps(
             [{"points": [{"x": x, "y": y} for x, y in p], "annotation": {}, "regionType": "freehand"} for p in polys]

@@ -15,7 +15,8 @@ pydicom = pytest.importorskip("pydicom")
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def _write(path: Path, arr: np.ndarray, pi: str, bits: int = 8, **tags) -> Path:
@@ -92,7 +93,8 @@ def test_prepare_dicom_folder_and_errors(tmp_path):
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
     arr = np.arange(200, dtype=np.uint8).reshape(10, 20)
-    _write(src / "a.dcm", np.stack([arr, arr[::-1]]), "MONOCHROME2", NumberOfFrames=2, PatientID="P1", PixelSpacing=[0.3, 0.3])
+    two = np.stack([arr, arr[::-1]])
+    _write(src / "a.dcm", two, "MONOCHROME2", NumberOfFrames=2, PatientID="P1", PixelSpacing=[0.3, 0.3])
     _write(src / "sub" / "b", arr, "MONOCHROME2", PatientID="P2")  # no suffix, found by its DICM preamble
     (src / "notes.txt").write_text("not dicom")
     before = tree_hashes(src)

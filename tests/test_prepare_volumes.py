@@ -13,7 +13,8 @@ from usseg_monai.data.volumes import pair_volumes, prepare_volumes
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 SPACING = (0.5, 0.8, 2.5)
@@ -78,7 +79,8 @@ def test_volume_mismatches_and_empty(tmp_path):
     d1 = tmp_path / "size"
     d1.mkdir()
     _pair(d1, "x_image.nrrd", "x_label.nrrd", lab_shape=(6, 5, 3))
-    with pytest.raises(DatasetError, match=r"x_label\.nrrd has size \(6, 5, 3\) but image .*x_image\.nrrd has size \(6, 5, 4\)"):
+    msg = r"x_label\.nrrd has size \(6, 5, 3\) but image .*x_image\.nrrd has size \(6, 5, 4\)"
+    with pytest.raises(DatasetError, match=msg):
         prepare_volumes(d1, tmp_path / "o1")
     d2 = tmp_path / "spacing"
     d2.mkdir()

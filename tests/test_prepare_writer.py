@@ -26,7 +26,8 @@ def test_2d_layout_orientation_and_summary(tmp_path):
     mask[2:5, 6:8] = 1  # x in 2..4, y in 6..7
     item = w.add("a_1", img, mask, class_name="benign", case_id="a", spacing=(0.1, 0.2), tirads="4a")
     for i in range(2, 11):
-        w.add(f"b_{i}", _image(seed=i), np.zeros_like(img), class_name="malignant" if i % 2 else "benign", case_id=f"b{i // 2}")
+        cls = "malignant" if i % 2 else "benign"
+        w.add(f"b_{i}", _image(seed=i), np.zeros_like(img), class_name=cls, case_id=f"b{i // 2}")
     w.skip("x.png", "unreadable")
     summary = w.finalize(classes=["benign", "malignant"], val_fraction=0.2, seed=0)
 

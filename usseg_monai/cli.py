@@ -7,13 +7,15 @@ Examples::
     usseg prepare dicom ~/data/us_dicom --output ~/data/us_prepared
     usseg prepare volumes ~/data/volumes --output ~/data/vol_prepared --label-value 1
     usseg prepare phantom --output ~/data/phantom --n-images 40 --spatial-dims 2
-    usseg split --datalist ~/data/busi_prepared/datalist.json --labeled 0.04 --output ~/data/busi_prepared/datalist_4pct.json
+    usseg split --datalist ~/data/busi_prepared/datalist.json --labeled 0.04 \\
+        --output ~/data/busi_prepared/datalist_4pct.json
 
 Adding a subcommand: write ``add_<name>_parser(subparsers)`` (in any module) that calls
 ``subparsers.add_parser(...)`` and ``set_defaults(func=<callable(args) -> int>)``, then add its
-``"module:function"`` to :data:`SUBCOMMANDS` (or ``(name, help, "module:function")`` to import the module only
-when that subcommand runs, for modules that import torch or MONAI at the top). A :class:`~usseg_monai.data.io.DatasetError` or
-``ValueError`` raised by ``func`` ends the command with exit code 2 and a one-line message.
+``"module:function"`` to :data:`SUBCOMMANDS` (or ``(name, help, "module:function")`` to import the module
+only when that subcommand runs, for modules that import torch or MONAI at the top). A
+:class:`~usseg_monai.data.io.DatasetError` or ``ValueError`` raised by ``func`` ends the command with exit
+code 2 and a one-line message.
 """
 
 from __future__ import annotations
@@ -87,9 +89,15 @@ def _fraction(text: str) -> float:
 def add_split_options(p: argparse.ArgumentParser, partition: bool = True) -> None:
     """Options shared by every converter and ``usseg split``: split fractions, folds, seed, partition."""
     g = p.add_argument_group("split (stratified by class, grouped by case)")
-    g.add_argument("--val-fraction", type=_fraction, default=0.2, help="fraction of all images for validation (default 0.2)")
-    g.add_argument("--test-fraction", type=_fraction, default=0.0, help="fraction of all images held out as 'test' (default 0)")
-    g.add_argument("--n-folds", type=int, default=None, help="k-fold mode: after the test set, deal the rest into K folds")
+    g.add_argument(
+        "--val-fraction", type=_fraction, default=0.2, help="fraction of all images for validation (default 0.2)"
+    )
+    g.add_argument(
+        "--test-fraction", type=_fraction, default=0.0, help="fraction of all images held out as 'test' (default 0)"
+    )
+    g.add_argument(
+        "--n-folds", type=int, default=None, help="k-fold mode: after the test set, deal the rest into K folds"
+    )
     g.add_argument("--fold", type=int, default=0, help="k-fold mode: the fold used as validation (0..K-1, default 0)")
     g.add_argument("--seed", type=int, default=0, help="random seed of the split and partition (default 0)")
     if partition:
@@ -152,7 +160,9 @@ def _run_ddti(args: argparse.Namespace) -> int:
 def _run_dicom(args: argparse.Namespace) -> int:
     from usseg_monai.data.dicom import prepare_dicom
 
-    summary = prepare_dicom(args.source, args.output, overwrite=args.overwrite, group_by=args.group_by, **_split_kwargs(args))
+    summary = prepare_dicom(
+        args.source, args.output, overwrite=args.overwrite, group_by=args.group_by, **_split_kwargs(args)
+    )
     return _report(summary, "DICOM")
 
 
@@ -190,7 +200,13 @@ def _run_phantom(args: argparse.Namespace) -> int:
 
 
 def _converter(
-    sub: argparse._SubParsersAction, name: str, func: Callable, help_text: str, description: str, source_help: str, nargs: str | None = None
+    sub: argparse._SubParsersAction,
+    name: str,
+    func: Callable,
+    help_text: str,
+    description: str,
+    source_help: str,
+    nargs: str | None = None,
 ) -> argparse.ArgumentParser:
     p = sub.add_parser(
         name,
@@ -272,7 +288,11 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> None:
         "folder of image/label volume pairs",
     )
     q.add_argument(
-        "--label-value", type=int, nargs="+", default=None, help="label value(s) that count as lesion (default: any > 0)"
+        "--label-value",
+        type=int,
+        nargs="+",
+        default=None,
+        help="label value(s) that count as lesion (default: any > 0)",
     )
     ph = sub.add_parser(
         "phantom",
@@ -284,7 +304,9 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> None:
     ph.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     ph.add_argument("--n-images", type=int, default=None, help="number of images/volumes to generate")
     ph.add_argument("--spatial-dims", type=int, choices=(2, 3), default=None, help="2 (images) or 3 (volumes)")
-    ph.add_argument("--size", type=int, nargs="+", default=None, help="image size in pixels, (x, y[, z]) or one value for all")
+    ph.add_argument(
+        "--size", type=int, nargs="+", default=None, help="image size in pixels, (x, y[, z]) or one value for all"
+    )
     ph.add_argument("--val-fraction", type=_fraction, default=0.2, help="fraction for validation (default 0.2)")
     ph.add_argument("--test-fraction", type=_fraction, default=0.0, help="fraction held out as test (default 0)")
     ph.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

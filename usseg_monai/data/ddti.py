@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 

@@ -150,13 +150,16 @@ def read_ultrasound_dicom(path: str | os.PathLike) -> list[tuple[np.ndarray, tup
     try:
         arr = pixel_array(ds, raw=True)
     except Exception as e:  # decoders raise many types (RuntimeError, ValueError, NotImplementedError)
-        raise DatasetError(f"cannot decode the pixel data of {p} ({ds.file_meta.get('TransferSyntaxUID', '?')}): {e}") from e
+        syntax = ds.file_meta.get("TransferSyntaxUID", "?")
+        raise DatasetError(f"cannot decode the pixel data of {p} ({syntax}): {e}") from e
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1))
     frames = arr if n_frames > 1 else arr[None]
     expected = 3 if samples == 1 else 4
     if frames.ndim != expected:
-        raise DatasetError(f"DICOM file {p}: decoded pixel array has shape {arr.shape}, unexpected for {n_frames} frame(s)")
+        raise DatasetError(
+            f"DICOM file {p}: decoded pixel array has shape {arr.shape}, unexpected for {n_frames} frame(s)"
+        )
     spacing, where = ultrasound_spacing(ds)
     logger.debug("%s: %d frame(s), spacing %s from %s", p, n_frames, spacing, where)
     out = []
@@ -267,7 +270,8 @@ def prepare_dicom(
         case = _dicom_group(ds, group_by, fallback=stem)
         for j, (img, spacing) in enumerate(frames):
             item_id = stem if len(frames) == 1 else f"{stem}_f{j:04d}"
-            extra: dict[str, Any] = {"source_image": str(f.resolve().relative_to(common)) if f.resolve() != common else f.name}
+            shown = str(f.resolve().relative_to(common)) if f.resolve() != common else f.name
+            extra: dict[str, Any] = {"source_image": shown}
             if len(frames) > 1:
                 extra["frame"] = j
             extra["spacing_source"] = where

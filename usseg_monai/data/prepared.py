@@ -35,7 +35,14 @@ from usseg_monai.data.io import (
 )
 from usseg_monai.data.splits import partition_training, split_items
 
-__all__ = ["PreparedDatasetWriter", "safe_item_id", "split_parameters", "apply_split", "split_datalist", "build_summary"]
+__all__ = [
+    "PreparedDatasetWriter",
+    "safe_item_id",
+    "split_parameters",
+    "apply_split",
+    "split_datalist",
+    "build_summary",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +172,8 @@ class PreparedDatasetWriter:
             raise DatasetError(f"{where}: duplicate item id")
         img = np.asarray(image)
         if img.ndim != self.spatial_dims:
-            raise DatasetError(f"{where}: expected a {self.spatial_dims}D (x, y{', z' if self.spatial_dims == 3 else ''}) image, got shape {img.shape}")
+            axes = "(x, y, z)" if self.spatial_dims == 3 else "(x, y)"
+            raise DatasetError(f"{where}: expected a {self.spatial_dims}D {axes} image, got shape {img.shape}")
         lab = None
         if label is not None:
             lab = np.asarray(label)
@@ -183,7 +191,8 @@ class PreparedDatasetWriter:
         label_rel = f"labels/{item_id}{self._ext}"
         if self.spatial_dims == 2:
             if img.dtype != np.uint8 and img.size and (np.nanmin(img) < 0 or np.nanmax(img) > 255):
-                raise DatasetError(f"{where}: 2D image values must lie in [0, 255], got [{np.nanmin(img)}, {np.nanmax(img)}]")
+                lo, hi = np.nanmin(img), np.nanmax(img)
+                raise DatasetError(f"{where}: 2D image values must lie in [0, 255], got [{lo}, {hi}]")
             save_png(self.output_dir / image_rel, img)
             if lab is not None:
                 save_png(self.output_dir / label_rel, lab * np.uint8(255))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
-from typing import Any
 
 import numpy as np
 

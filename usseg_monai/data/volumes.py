@@ -89,13 +89,15 @@ def _check_alignment(img_path: Path, lab_path: Path, img: np.ndarray, lab: np.nd
         raise DatasetError(f"label {lab_path} has size {lab.shape} but image {img_path} has size {img.shape} (x, y, z)")
     if not np.allclose(gi["spacing"], gl["spacing"], rtol=1e-4, atol=1e-6):
         raise DatasetError(
-            f"label {lab_path} has spacing {gl['spacing'].tolist()} mm but image {img_path} has {gi['spacing'].tolist()} mm"
+            f"label {lab_path} has spacing {gl['spacing'].tolist()} mm but image {img_path} has "
+            f"{gi['spacing'].tolist()} mm"
         )
     if not np.allclose(gi["direction"], gl["direction"], atol=1e-4):
         raise DatasetError(f"label {lab_path} and image {img_path} have different directions (axes orientation)")
     if not np.allclose(gi["origin"], gl["origin"], atol=1e-3 * float(np.min(gi["spacing"])) + 1e-4):
         raise DatasetError(
-            f"label {lab_path} has origin {gl['origin'].tolist()} mm but image {img_path} has {gi['origin'].tolist()} mm"
+            f"label {lab_path} has origin {gl['origin'].tolist()} mm but image {img_path} has "
+            f"{gi['origin'].tolist()} mm"
         )
 
 
