@@ -311,7 +311,8 @@ class SaveOverlayd(MapTransform):
             ``monai.transforms.LoadImage`` instead, so the overlay is always at the input's resolution.
         output_dir, output_postfix, line_width, min_voxels, measure_fn: see :class:`SaveOverlay`.
         measurements_key: if the data hold precomputed measurements under this key (a list of
-            ``measure_mask`` dicts, e.g. from ``MeasureLesiond``), they are drawn; else they are computed.
+            ``measure_mask`` dicts, e.g. from ``MeasureLesiond`` or :class:`SaveMeasurementsd`), they are
+            drawn; else they are computed and stored there.
         spacing_key: datalist key with the spacing (mm); default from the MetaTensor affine.
         overlay_key: key receiving the written PNG path (``None``: not stored).
         image_reader: reader for reloading the original image (``None``: MONAI's choice by suffix).
@@ -368,7 +369,13 @@ class SaveOverlayd(MapTransform):
             mask = _spatial_mask(pred, nd)
             image = self._original_image(image, mask.shape, filename)
             spacing = d.get(self.spacing_key) if self.spacing_key else None
+            if spacing is None:
+                spacing = _spacing_of(image, pred, nd=mask.ndim)
             measurements = d.get(self.measurements_key) if self.measurements_key else None
+            if measurements is None:
+                measurements = self.saver.measure_fn(mask, spacing, self.saver.min_voxels)
+                if self.measurements_key:
+                    d[self.measurements_key] = measurements
             path = self.saver(image, mask, filename=filename, spacing=spacing, measurements=measurements)
             if self.overlay_key:
                 d[self.overlay_key] = str(path)
