@@ -77,25 +77,27 @@ def _scale_to_uint8(arr: np.ndarray, max_value: float) -> np.ndarray:
     return np.clip(np.round(arr.astype(np.float64) * (255.0 / max_value)), 0, 255).astype(np.uint8)
 
 
-def to_grayscale_uint8(frame: np.ndarray, ds: Any) -> np.ndarray:
+def to_grayscale_uint8(frame: np.ndarray, ds: Any, photometric_interpretation: str | None = None) -> np.ndarray:
     """One decoded frame (``(rows, cols)`` or ``(rows, cols, 3)``) to 8-bit grayscale ``(rows, cols)``.
 
-    ``frame`` is the raw decoded frame (``pydicom.pixels.pixel_array(..., raw=True)``); the colour
-    space conversion happens here (see the module docstring).
+    ``frame`` is a raw decoded frame (no colour conversion applied); the colour space conversion
+    happens here (see the module docstring). ``photometric_interpretation`` is the colour space of
+    ``frame`` when the decoder changed it (JPEG 2000 YBR_RCT/ICT and many JPEG decoders return RGB);
+    default: the dataset's.
 
     Raises:
         DatasetError: an unsupported Photometric Interpretation.
     """
     from pydicom.pixels import apply_color_lut, apply_voi_lut, convert_color_space
 
-    pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    pi = str(photometric_interpretation or ds.get("PhotometricInterpretation", "")).strip().upper()
     bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)))
     if pi == "PALETTE COLOR":
         rgb = apply_color_lut(frame, ds)
         lut_max = 255.0 if rgb.dtype == np.uint8 else 65535.0  # 8- or 16-bit LUT entries
         gray = rgb[..., :3].astype(np.float64) @ _LUMA
         return _scale_to_uint8(gray, lut_max)
-    if pi in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "YBR_PARTIAL_420"):
+    if pi in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"):
         if frame.ndim != 3 or frame.shape[-1] != 3:
             raise DatasetError(f"{pi} frame has shape {frame.shape}, expected (rows, cols, 3)")
         rgb = frame
@@ -136,7 +138,7 @@ def read_ultrasound_dicom(path: str | os.PathLike) -> list[tuple[np.ndarray, tup
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels import get_decoder
 
     p = Path(path)
     if not p.is_file():
@@ -148,7 +150,8 @@ def read_ultrasound_dicom(path: str | os.PathLike) -> list[tuple[np.ndarray, tup
     if "PixelData" not in ds:
         raise DatasetError(f"DICOM file {p} has no pixel data")
     try:
-        arr = pixel_array(ds, raw=True)
+        decoder = get_decoder(ds.file_meta.TransferSyntaxUID)
+        arr, meta = decoder.as_array(ds, raw=True)  # meta: the returned array's colour space etc.
     except Exception as e:  # decoders raise many types (RuntimeError, ValueError, NotImplementedError)
         syntax = ds.file_meta.get("TransferSyntaxUID", "?")
         raise DatasetError(f"cannot decode the pixel data of {p} ({syntax}): {e}") from e
@@ -165,7 +168,7 @@ def read_ultrasound_dicom(path: str | os.PathLike) -> list[tuple[np.ndarray, tup
     out = []
     for frame in frames:
         try:
-            gray = to_grayscale_uint8(frame, ds)
+            gray = to_grayscale_uint8(frame, ds, meta.get("photometric_interpretation"))
         except DatasetError as e:
             raise DatasetError(f"DICOM file {p}: {e}") from e
         out.append((np.ascontiguousarray(gray.T), spacing))
