@@ -1,0 +1,100 @@
+"""Benchmark runner: end to end on a tiny phantom dataset with the smoke budget; budgets; clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from usseg_monai.benchmark import BUDGETS, Budget, get_budget, run_benchmark
+from usseg_monai.data.io import DatasetError
+
+BUNDLE = "unet_us_2d_segmentation"
+
+
+@pytest.fixture(scope="module")
+def tiny_phantom(tmp_path_factory) -> Path:
+    from usseg_monai.data.phantom import prepare_phantom
+
+    root = tmp_path_factory.mktemp("phantom")
+    prepare_phantom(root / "ds", n_images=8, image_size=(64, 48), seed=0, val_fraction=0.25, test_fraction=0.25)
+    return root / "ds" / "datalist.json"
+
+
+def test_budgets_table_and_overrides():
+    assert {"smoke", "cpu-quick", "cpu-yardstick", "paper"} <= set(BUDGETS)
+    y = BUDGETS["cpu-yardstick"]
+    assert y.image_size(2) == [128, 128] and y.max_epochs == 40
+    assert BUDGETS["smoke"].max_epochs == 1 and BUDGETS["smoke"].image_size(2) == [64, 64]
+    assert len(BUDGETS["smoke"].image_size(3)) == 3
+    b = get_budget("cpu-yardstick", max_epochs=3, batch_size=None)
+    assert isinstance(b, Budget) and b.max_epochs == 3 and b.batch_size == y.batch_size
+    with pytest.raises(ValueError, match="unknown budget 'huge'"):
+        get_budget("huge")
+    with pytest.raises(ValueError, match="unknown budget field"):
+        get_budget("smoke", epochs=3)
+
+
+def test_missing_test_datalist_is_a_clear_error(tiny_phantom, tmp_path):
+    missing = tmp_path / "held_back" / "test.json"
+    with pytest.raises(DatasetError, match=r"test datalist not found: .*held_back/test\.json"):
+        run_benchmark(BUNDLE, tiny_phantom, missing, tmp_path / "run")
+    with pytest.raises(DatasetError, match="section 'holdout' is missing or empty"):
+        run_benchmark(BUNDLE, tiny_phantom, tiny_phantom, tmp_path / "run", test_key="holdout")
+    with pytest.raises(DatasetError, match="bundle 'no_such_bundle' not found"):
+        run_benchmark("no_such_bundle", tiny_phantom, tiny_phantom, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_cli_missing_test_datalist(tiny_phantom, tmp_path, capsys):
+    from usseg_monai.cli import main
+
+    rc = main(["benchmark", BUNDLE, "--train-datalist", str(tiny_phantom), "--test-datalist", str(tmp_path / "nope.json"), "--output", str(tmp_path / "r")])
+    assert rc == 2
+    assert "test datalist not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smoke_end_to_end(tiny_phantom, tmp_path):
+    # a held-back test set used as is: a separate datalist file in its own folder, pointing at the images
+    data = json.loads(tiny_phantom.read_text())
+    held = tmp_path / "held_back"
+    held.mkdir()
+    base = tiny_phantom.parent
+    test_items = [{**it, "image": str(base / it["image"]), "label": str(base / it["label"])} for it in data["test"]]
+    (held / "test_datalist.json").write_text(json.dumps({"test": test_items}))
+    run = tmp_path / "run"
+    r = run_benchmark(
+        BUNDLE, tiny_phantom, held / "test_datalist.json", run, test_key="test", budget="smoke", n_resamples=200, seed=1, device="cpu", threads=1
+    )
+    on_disk = json.loads((run / "results.json").read_text())
+    assert on_disk["metrics"]["dice"]["mean"] == pytest.approx(r["metrics"]["dice"]["mean"])
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # atomic write left nothing behind
+    n_test = len(test_items)
+    assert r["datalists"]["test"] == {"path": str((held / "test_datalist.json").resolve()), "section": "test", "n": n_test}
+    assert r["datalists"]["train"]["n"] == len(data["training"])
+    assert r["budget"]["name"] == "smoke" and r["budget"]["image_size"] == [64, 64] and r["budget"]["max_epochs"] == 1
+    assert r["seed"] == 1
+    for key in ("dice", "iou", "hd95_mm", "asd_mm", "recall", "precision", "specificity", "accuracy"):
+        m = r["metrics"][key]
+        assert set(m) >= {"mean", "ci_low", "ci_high", "n", "n_resamples"}
+        if m["mean"] is not None:
+            assert m["ci_low"] <= m["mean"] <= m["ci_high"]
+            if key not in ("hd95_mm", "asd_mm"):
+                assert 0.0 <= m["ci_low"] and m["ci_high"] <= 1.0
+            else:
+                assert m["mean"] >= 0.0
+    assert 0.0 <= r["metrics"]["dice"]["mean"] <= 1.0 and r["metrics"]["dice"]["n"] == n_test
+    assert len(r["cases"]) == n_test and all("image" in c for c in r["cases"])
+    me = r["measurement_error"]
+    assert me["n_measured"] + me["n_missed"] + me["n_no_truth"] + me["n_both_empty"] == n_test
+    t = r["timing"]
+    assert t["train_iterations"] == 2  # 4 training images, batch 2, 1 epoch
+    assert t["seconds_per_iteration"] > 0 and t["train_wall_s"] >= t["seconds_per_iteration"] * 2
+    assert t["inference_ms_per_image"] > 0 and t["total_wall_s"] >= t["train_wall_s"]
+    assert r["memory"]["peak_rss_mb"] > 50
+    assert r["device"].startswith("CPU") and "torch threads 1" in r["device"]
+    assert set(r["versions"]) == {"torch", "monai", "usseg_monai", "python"}
+    assert (run / "models" / "checkpoint.pt").is_file()
+    assert len(list((run / "predictions").glob("*.png"))) == n_test
