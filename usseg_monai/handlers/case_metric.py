@@ -100,10 +100,12 @@ class CaseMetricHandler(IgniteMetricHandler):
         data = self.metric_fn.get_buffer()
         if data is None or (isinstance(data, torch.Tensor) and data.numel() == 0):
             raise RuntimeError("CaseMetricHandler: no case was scored")
-        mean, _ = do_metric_reduction(data.clone(), "mean")  # it zeroes NaNs in place
+        mean, not_nans = do_metric_reduction(data.clone(), "mean")  # it zeroes NaNs in place
         self._is_reduced = True
         if self.save_details:
             if self._engine is None or self._name is None:
                 raise RuntimeError("please call the attach() function to connect expected engine first.")
             self._engine.state.metric_details[self._name] = data
+        if float(torch.as_tensor(not_nans).sum()) == 0:
+            return float("nan")  # no case has a defined value: not 0, which would read as a perfect distance
         return float(mean.item()) if isinstance(mean, torch.Tensor) else float(mean)
