@@ -294,6 +294,16 @@ def test_inference_writes_masks_in_the_input_format(trained):
             img, igeom = load_volume(dataset / item["image"])
             assert arr.shape == img.shape and arr.dtype == np.uint8 and set(np.unique(arr)) <= {0, 1}
             np.testing.assert_allclose(geom["spacing"], igeom["spacing"], rtol=1e-5)
+    # D2's inference outputs: one overlay PNG per image and a measurements CSV naming every image
+    from PIL import Image
+
+    stems = [Path(i["image"]).name.split(".")[0] for i in datalist["validation"]]
+    for stem in stems:
+        with Image.open(out / f"{stem}_overlay.png") as im:
+            assert im.mode == "RGB"
+    with open(out / "measurements.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["image"].split(".")[0] for r in rows} == set(stems)
 
 
 def test_inference_pred_is_uint8_without_channel(trained):
