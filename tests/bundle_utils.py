@@ -62,7 +62,12 @@ def make_tiny_dataset(
     if spacing is None:
         spacing = (0.2, 0.2) if spatial_dims == 2 else (0.5, 0.5, 1.0)
     ext = ".png" if spatial_dims == 2 else ".nii.gz"
-    datalist: dict = {"name": "tiny", "modality": "US", "spatial_dims": spatial_dims, "labels": {"0": "background", "1": "lesion"}}
+    datalist: dict = {
+        "name": "tiny",
+        "modality": "US",
+        "spatial_dims": spatial_dims,
+        "labels": {"0": "background", "1": "lesion"},
+    }
     k = 0
     for section, n in zip(("training", "validation", "test"), counts):
         items = []
@@ -78,7 +83,12 @@ def make_tiny_dataset(
                 save_volume(root / "images" / name, image, spacing)
                 save_volume(root / "labels" / name, (mask > 0).astype(np.uint8), spacing)
             items.append(
-                {"image": f"images/{name}", "label": f"labels/{name}", "case_id": f"case_{k:03d}", "spacing": list(spacing)}
+                {
+                    "image": f"images/{name}",
+                    "label": f"labels/{name}",
+                    "case_id": f"case_{k:03d}",
+                    "spacing": list(spacing),
+                }
             )
             k += 1
         datalist[section] = items

@@ -127,9 +127,7 @@ class PyMICUNet(nn.Module):
             decoder.append(PyMICConvBlock(spatial_dims, 2 * channels[i - 1], channels[i - 1], 0.0, negative_slope))
         self.upsamples = nn.ModuleList(ups)
         self.decoder = nn.ModuleList(decoder)
-        self.out_conv = Convolution(
-            spatial_dims, channels[0], out_channels, kernel_size=3, conv_only=True, bias=True
-        )
+        self.out_conv = Convolution(spatial_dims, channels[0], out_channels, kernel_size=3, conv_only=True, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, out_channels, *spatial]`` for ``x`` of shape ``[B, in_channels, *spatial]``.
@@ -140,7 +138,8 @@ class PyMICUNet(nn.Module):
         for s in x.shape[2:]:
             if s % self.divisor != 0:
                 raise ValueError(
-                    f"PyMICUNet: every spatial size must be divisible by {self.divisor}, got input shape {list(x.shape)}"
+                    f"PyMICUNet: every spatial size must be divisible by {self.divisor}, "
+                    f"got input shape {list(x.shape)}"
                 )
         skips: list[torch.Tensor] = []
         for i, block in enumerate(self.encoder):
