@@ -112,9 +112,6 @@ def test_subcommand_registry(monkeypatch, tmp_path, capsys):
 
 
 def test_prepare_phantom(tmp_path, capsys):
-    phantom = pytest.importorskip("usseg_monai.data.phantom")
-    if not hasattr(phantom, "prepare_phantom"):
-        pytest.skip("usseg_monai.data.phantom.prepare_phantom not available yet")
     out = tmp_path / "ph"
     rc = cli.main(["prepare", "phantom", "--output", str(out), "--n-images", "4", "--spatial-dims", "2",
                    "--size", "48", "40", "--seed", "1", "--val-fraction", "0.25", "-q"])
@@ -125,6 +122,16 @@ def test_prepare_phantom(tmp_path, capsys):
 
     img = LoadImage(image_only=True)(str(out / dl["training"][0]["image"]))
     assert tuple(img.shape) == (48, 40)
+
+
+def test_prepare_phantom_single_size_value_means_square_2d(tmp_path):
+    out = tmp_path / "ph1"
+    assert cli.main(["prepare", "phantom", "--output", str(out), "--n-images", "4", "--size", "32", "-q"]) == 0
+    dl = json.loads((out / "datalist.json").read_text())
+    from monai.transforms import LoadImage
+
+    img = LoadImage(image_only=True)(str(out / dl["training"][0]["image"]))
+    assert tuple(img.shape) == (32, 32)
 
 
 @pytest.mark.slow

@@ -191,7 +191,8 @@ def _run_phantom(args: argparse.Namespace) -> int:
     if args.spatial_dims is not None:
         kw["spatial_dims"] = args.spatial_dims
     if args.size is not None:
-        dims = args.spatial_dims or len(args.size)
+        # one value applies to every axis of the requested (default 2D) grid
+        dims = args.spatial_dims or (len(args.size) if len(args.size) > 1 else 2)
         if len(args.size) not in (1, dims):
             raise ValueError(f"--size needs 1 or {dims} numbers for {dims}D, got {args.size}")
         kw["image_size"] = tuple(args.size) * dims if len(args.size) == 1 else tuple(args.size)
