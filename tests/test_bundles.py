@@ -619,3 +619,52 @@ def test_case_metric_handler_mm_and_nan_policy():
     spec = details["spec"][:, 0]
     assert float(spec[0]) == pytest.approx(1 - 15 / 375) and float(spec[1]) == pytest.approx(1 - 25 / 400)
     assert m["spec"] == pytest.approx(float(spec.mean()))
+
+
+# ------------------------------------------------------------------------------------------ real files
+
+
+def _real_datalist(d: int, folder: Path) -> list[dict]:
+    """A few real files referenced by absolute path (the shared data is read, never copied or written)."""
+    from conftest import require_shared
+
+    if d == 2:
+        busi = require_shared("BUSI", "Dataset_BUSI_with_GT")
+        items = []
+        for cls in ("benign", "malignant", "normal"):
+            image = next(p for p in sorted((busi / cls).glob(f"{cls} (*).png")) if "_mask" not in p.name)
+            # the first mask only (a pipeline test; the converter takes the union of _mask_k files)
+            items.append({"image": str(image), "label": str(image.with_name(image.stem + "_mask.png")), "class": cls})
+        return items
+    vol = require_shared("volumes")
+    return [{"image": str(vol / "breast1_image.nrrd"), "label": str(vol / "breast1_label.nrrd")}]
+
+
+@pytest.mark.realdata
+def test_real_files_evaluate_and_infer(trained, tmp_path):
+    """BUSI PNGs (RGB images, 1-bit masks, a normal image with an empty mask) for 2D bundles; an anisotropic
+    NRRD volume (0.66 x 0.66 x 2.1 mm) for 3D ones: outputs at the original size and geometry."""
+    bundle, work, dataset, overrides = trained
+    d = bundle_spatial_dims(bundle)
+    items = _real_datalist(d, tmp_path)
+    (tmp_path / "real.json").write_text(json.dumps({"validation": items, "test": items}))
+    ov = {**overrides, "dataset_dir": str(tmp_path), "data_list_file_path": str(tmp_path / "real.json")}
+    out = _evaluate(bundle, work, dataset, ov, key="test", out="eval_real")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cases"] == len(items)
+    assert summary["cases_with_empty_label"] == (1 if d == 2 else 0)
+    pred_dir = _infer(bundle, work, dataset, ov, key="test", out="infer_real")
+    for item in items:
+        name = Path(item["image"]).name
+        if d == 2:
+            pred = load_png(pred_dir / name.replace(".png", "_seg.png"))
+            assert pred.shape == load_png(item["image"]).shape
+        else:
+            pred, geom = load_volume(pred_dir / name.replace(".nrrd", "_seg.nii.gz"))
+            img, igeom = load_volume(item["image"])
+            assert pred.shape == img.shape == (45, 120, 21)
+            np.testing.assert_allclose(geom["spacing"], igeom["spacing"], rtol=1e-4)
+            np.testing.assert_allclose(np.abs(geom["direction"]), np.abs(igeom["direction"]), atol=1e-6)
+    # sources untouched: nothing was written beside them
+    src = Path(items[0]["image"]).parent
+    assert not list(src.glob("*_seg*")) and not list(src.glob("*_overlay*"))
