@@ -178,6 +178,31 @@ def test_default_dataset_is_the_generated_phantom(bundle: Path):
     assert len(items[0]["spacing"]) == bundle_spatial_dims(bundle)
 
 
+@pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
+def test_labeled_only_switch(bundle: Path, tmp_path):
+    """A partitioned training list (items without 'label'): an error by default, the labelled ones with the switch."""
+    from monai.bundle import ConfigParser
+
+    data = make_tiny_dataset(tmp_path / "d", spatial_dims=bundle_spatial_dims(bundle), counts=(3, 1, 0))
+    dl = json.loads((data / "datalist.json").read_text())
+    del dl["training"][0]["label"]
+    dl["training"][0]["supervision"] = "class"
+    (data / "datalist.json").write_text(json.dumps(dl))
+    for value, expected in ((True, 2), ("true", 2), ("False", None)):
+        parser = ConfigParser()
+        parser.read_config(str(bundle / "configs" / "train.json"))
+        parser.update({"dataset_dir": str(data), "labeled_only": value})
+        if expected is None:
+            with pytest.raises(Exception) as info:
+                parser.get_parsed_content("train_datalist")
+            assert "training[0] (images/case_000" in _errors_in_chain(info.value)
+        else:
+            items = parser.get_parsed_content("train_datalist")
+            ext = ".png" if bundle_spatial_dims(bundle) == 2 else ".nii.gz"
+            assert [Path(i["image"]).name for i in items] == [f"case_001{ext}", f"case_002{ext}"]
+            assert len(items) == expected and all("label" in i for i in items)
+
+
 # ---------------------------------------------------------------------------- train -> evaluate -> infer
 
 
