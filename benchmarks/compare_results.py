@@ -39,6 +39,25 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for p in args.results:
         print(row(Path(p)))
+    if len(args.results) == 2:
+        print()
+        print(paired_difference(Path(args.results[0]), Path(args.results[1])))
+
+
+def paired_difference(a: Path, b: Path, key: str = "dice", n_resamples: int = 2000, seed: int = 0) -> str:
+    """Paired percentile bootstrap of the per-case difference ``a - b`` of ``key`` over the images both scored."""
+    import numpy as np
+
+    from usseg_monai.metrics import bootstrap_ci
+
+    def cases(p: Path) -> dict:
+        return {Path(c["image"]).name: c[key] for c in json.loads(p.read_text())["cases"]}
+
+    ca, cb = cases(a), cases(b)
+    common = sorted(set(ca) & set(cb))
+    diff = np.asarray([ca[k] - cb[k] for k in common], dtype=np.float64)
+    r = bootstrap_ci(diff, n_resamples=n_resamples, seed=seed)
+    return f"paired {key} difference (first - second) over {r['n']} common images: {r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] (95% bootstrap CI)"
 
 
 if __name__ == "__main__":
