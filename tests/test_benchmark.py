@@ -97,4 +97,4 @@ def test_smoke_end_to_end(tiny_phantom, tmp_path):
     assert r["device"].startswith("CPU") and "torch threads 1" in r["device"]
     assert set(r["versions"]) == {"torch", "monai", "usseg_monai", "python"}
     assert (run / "models" / "checkpoint.pt").is_file()
-    assert len(list((run / "predictions").glob("*.png"))) == n_test
+    assert len(list((run / "predictions").glob("*_seg.png"))) == n_test
