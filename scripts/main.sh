@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# The main job. Until the first bundle lands, the project's job is preparing datasets: this prepares the
-# embedded synthetic phantom dataset, and BUSI and DDTI when they are found (default ../shared/data, or
-# $USSEG_DATA). Outputs go to ./outputs (or $USSEG_OUTPUTS).
+# The main job: train the fully supervised 2D reference bundle (bundles/unet_us_2d_segmentation) on the
+# embedded synthetic phantom dataset (generated on first use into $USSEG_MONAI_CACHE, default
+# ~/.cache/usseg_monai), evaluate it, and run inference on the validation images.
+# Outputs go to $USSEG_OUTPUTS (default ./outputs/unet_us_2d_segmentation):
+#   models/model.pt            best checkpoint          eval/summary.json   metrics at original resolution
+#   eval/*_seg.png             predicted masks           eval/*overlay*.png  contour + measured calipers
+#   eval/measurements.csv      long/short axis (mm), aspect ratio, taller-than-wide per lesion
+# Extra arguments are passed to the training run (e.g. --max_epochs 2, --dataset_dir /data/busi_prepared).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/setup.sh"
-data="${USSEG_DATA:-$root/../shared/data}"
-out="${USSEG_OUTPUTS:-$root/outputs}"
-usseg prepare phantom --output "$out/phantom_2d" --overwrite
-if [ -d "$data/BUSI/Dataset_BUSI_with_GT" ]; then
-  usseg prepare busi "$data/BUSI/Dataset_BUSI_with_GT" --output "$out/busi" --overwrite
-fi
-if [ -d "$data/DDTI" ]; then
-  usseg prepare ddti "$data/DDTI" --output "$out/ddti" --overwrite
-fi
-echo "Prepared datasets are in $out (each has datalist.json and summary.json)."
+bundle="$root/bundles/unet_us_2d_segmentation"
+out="${USSEG_OUTPUTS:-$root/outputs}/unet_us_2d_segmentation"
+mkdir -p "$out"
+echo "[main] training $bundle -> $out"
+python -m monai.bundle run --config_file "$bundle/configs/train.json" --bundle_root "$out" "$@"
+echo "[main] evaluating the best checkpoint"
+python -m monai.bundle run --config_file "['$bundle/configs/train.json','$bundle/configs/evaluate.json']" \
+  --bundle_root "$out" "$@"
+echo "[main] inference on the validation images"
+python -m monai.bundle run --config_file "$bundle/configs/inference.json" --bundle_root "$out" "$@"
+echo "[main] done: checkpoint in $out/models, masks, overlays, measurements.csv and summary.json in $out/eval"
