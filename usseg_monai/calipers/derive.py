@@ -124,12 +124,15 @@ def longest_chord(
     direction: np.ndarray,
     offsets_basis: np.ndarray,
     step: float,
-    sigma: float = 2.0,
+    sigma: float = 1.0,
+    offset_step: float | None = None,
+    plateau: float = 2.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Longest run of lesion samples along lines parallel to ``direction`` (physical space).
 
-    Lines are ``o + s * direction`` with offsets ``o`` on a grid of spacing ``step`` (mm) over the span of
-    ``offsets_basis`` (rows: unit vectors perpendicular to ``direction``), and samples ``s`` every ``step`` mm.
+    Lines are ``o + s * direction`` with offsets ``o`` on a grid of spacing ``offset_step`` (mm, default
+    ``step``) over the span of ``offsets_basis`` (rows: unit vectors perpendicular to ``direction``), and
+    samples ``s`` every ``step`` mm.
     A sample is inside when its nearest voxel is a lesion voxel. The search is one vectorised pass.
 
     Args:
@@ -137,8 +140,11 @@ def longest_chord(
         spacing: mm per voxel.
         direction: unit vector (mm space).
         offsets_basis: ``(nd - 1, nd)`` unit vectors completing an orthonormal frame with ``direction``.
-        step: sampling step in mm.
+        step: sampling step along the lines, mm.
+        offset_step: spacing of the lines, mm (default ``step``).
         sigma: smoothing of the run lengths over neighbouring lines, in lines (see the code comment).
+        plateau: lines whose smoothed run is within this many samples of the longest form the plateau whose
+            centre is chosen.
 
     Returns:
         The chord's two endpoints in mm (relative to the crop's voxel 0), first and last inside sample.
@@ -147,7 +153,8 @@ def longest_chord(
     s_proj = pts @ direction
     o_proj = pts @ offsets_basis.T
     s = np.arange(s_proj.min() - step, s_proj.max() + 1.5 * step, step)
-    grids = [np.arange(o_proj[:, k].min(), o_proj[:, k].max() + 0.5 * step, step) for k in range(o_proj.shape[1])]
+    ostep = step if offset_step is None else offset_step
+    grids = [np.arange(o_proj[:, k].min(), o_proj[:, k].max() + 0.5 * ostep, ostep) for k in range(o_proj.shape[1])]
     mesh = np.meshgrid(*grids, indexing="ij")
     origins = sum(m.reshape(-1, 1) * b for m, b in zip(mesh, offsets_basis))  # (L, nd)
     xyz = origins[:, None, :] + s[None, :, None] * direction  # (L, S, nd) mm
@@ -171,8 +178,12 @@ def longest_chord(
     per_line = np.zeros(inside.shape[0])
     np.maximum.at(per_line, starts[:, 0], run)
     smooth = ndimage.gaussian_filter(per_line.reshape(mesh[0].shape), sigma, mode="constant").ravel() if sigma > 0 else per_line
-    flat = np.flatnonzero(smooth >= smooth.max() - 0.5)  # a plateau of (near-)equal widths: take its middle
-    line_best = int(flat[np.argmin(np.linalg.norm(origins[flat] - origins[flat].mean(axis=0), axis=1))])
+    # a plateau of (near-)equal widths: take the line nearest its centroid, weighting the lines by how
+    # close to the maximum they come (within ``plateau`` samples)
+    w = np.maximum(smooth - (smooth.max() - plateau), 0.0)
+    centroid = (w[:, None] * origins).sum(axis=0) / w.sum()
+    flat = np.flatnonzero(w > 0)
+    line_best = int(flat[np.argmin(np.linalg.norm(origins[flat] - centroid, axis=1))])
     on_line = np.flatnonzero(starts[:, 0] == line_best)
     r = int(on_line[np.argmax(run[on_line])])
     line, first, last = starts[r, 0], starts[r, 1], ends[r, 1] - 1
@@ -199,7 +210,8 @@ def lesion_calipers(lesion: np.ndarray, spacing: Sequence[float], chord_step: fl
     Args:
         lesion: boolean array of a single connected lesion.
         spacing: mm per voxel.
-        chord_step: chord sampling step as a fraction of the smallest spacing (default 0.5 in 2D, 1.0 in 3D).
+        chord_step: chord sampling step along a line as a fraction of the smallest spacing (default 0.5 in 2D,
+            1.0 in 3D); the lines themselves are one smallest spacing apart.
     """
     les = np.asarray(lesion, dtype=bool)
     nd = les.ndim
@@ -236,7 +248,7 @@ def lesion_calipers(lesion: np.ndarray, spacing: Sequence[float], chord_step: fl
     for k in range(1, nd):
         d = frame[k] / np.linalg.norm(frame[k])
         others = np.asarray([frame[j] for j in range(nd) if j != k])
-        p1, p2 = longest_chord(les, sp, d, others, step, sigma=1.0 / chord_step)
+        p1, p2 = longest_chord(les, sp, d, others, step, sigma=1.0, offset_step=min_len, plateau=2.0 / chord_step)
         chords.append(_min_length(p1, p2, d, min_len))
     # 3D: the longer of the two perpendicular chords is the short axis, the other the third axis
     chords.sort(key=lambda c: -float(np.linalg.norm(c[1] - c[0])))

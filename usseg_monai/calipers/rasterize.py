@@ -22,7 +22,9 @@ A voxel is inside a shape when its centre is. By construction ``A`` is inside ``
 hull mathematically; the union removes rounding effects and covers the fallback ellipsoid, which need not pass
 through the endpoints). Several lesions: union of the per-lesion labels.
 
-Everything is evaluated on each lesion's bounding box only and vectorised, in 2D and 3D alike.
+Everything is evaluated on each lesion's bounding box only and vectorised, in 2D and 3D alike: both convex
+shapes are filled column by column from closed-form intervals along the last axis (see
+:func:`rasterize_lesion`), so the per-voxel work is two comparisons per shape.
 """
 
 from __future__ import annotations
@@ -124,6 +126,65 @@ def _segment_voxels(seg_vox: np.ndarray) -> np.ndarray:
     return np.rint(a + t * (b - a)).astype(np.int64)
 
 
+def _grid_sum(terms: list[np.ndarray]) -> np.ndarray:
+    """Broadcast sum of 1D per-axis terms into an array of their outer shape."""
+    nd = len(terms)
+    out = np.zeros(tuple(len(t) for t in terms))
+    for i, t in enumerate(terms):
+        view = [1] * nd
+        view[i] = -1
+        out = out + t.reshape(view)
+    return out
+
+
+def _ellipsoid_span(axes: list[np.ndarray], centre: np.ndarray, frame: np.ndarray,
+                    semi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Interval ``[lo, hi]`` (mm) along the last axis inside the ellipsoid, for every point of the grid of
+    the other axes.
+
+    The ellipsoid is ``d^T M d <= 1`` with ``d = x - centre`` and ``M = F^T diag(semi^-2) F``; along the last
+    axis it is ``a t^2 + 2 b t + q - 1 <= 0`` with ``a = M[-1, -1]``, ``b = M[-1, :-1] . d'``,
+    ``q = d'^T M[:-1, :-1] d'``, solved in closed form (empty where the discriminant is negative).
+    """
+    m = frame.T @ np.diag(semi**-2.0) @ frame
+    nd = len(axes)
+    d = [axes[i] - centre[i] for i in range(nd - 1)]
+    a = m[-1, -1]
+    b = _grid_sum([m[-1, i] * d[i] for i in range(nd - 1)])
+    q = _grid_sum([m[i, i] * d[i] ** 2 for i in range(nd - 1)])
+    for i in range(nd - 1):
+        for j in range(i + 1, nd - 1):
+            view_i = [1] * (nd - 1)
+            view_i[i] = -1
+            view_j = [1] * (nd - 1)
+            view_j[j] = -1
+            q = q + 2.0 * m[i, j] * d[i].reshape(view_i) * d[j].reshape(view_j)
+    disc = b * b - a * (q - 1.0)
+    root = np.sqrt(np.maximum(disc, 0.0))
+    lo = np.where(disc >= 0, (-b - root) / a, np.inf) + centre[-1]
+    hi = np.where(disc >= 0, (-b + root) / a, -np.inf) + centre[-1]
+    return lo, hi
+
+
+def _hull_span(axes: list[np.ndarray], equations: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Interval ``[lo, hi]`` (mm) along the last axis inside the convex polytope ``n . x + c <= tol``
+    (rows of ``equations`` = ``[n, c]``), for every point of the grid of the other axes."""
+    nd = len(axes)
+    shape = tuple(len(a) for a in axes[:-1])
+    lo = np.full(shape, -np.inf)
+    hi = np.full(shape, np.inf)
+    for eq in equations:
+        rest = _grid_sum([eq[i] * axes[i] for i in range(nd - 1)]) + (eq[-1] - tol)
+        ny = eq[nd - 1]
+        if ny > 1e-12:
+            hi = np.minimum(hi, -rest / ny)
+        elif ny < -1e-12:
+            lo = np.maximum(lo, -rest / ny)
+        else:  # parallel to the last axis: the whole column is in or out
+            lo = np.where(rest <= 0, lo, np.inf)
+    return lo, hi
+
+
 def rasterize_lesion(
     lesion: CaliperLesion | np.ndarray,
     shape: Sequence[int],
@@ -131,7 +192,13 @@ def rasterize_lesion(
     out: dict[str, np.ndarray] | None = None,
     warn: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Rasterise one lesion's three labels, OR-ing them into ``out`` (boolean arrays of ``shape``)."""
+    """Rasterise one lesion's three labels, OR-ing them into ``out`` (boolean arrays of ``shape``).
+
+    Both convex shapes are filled column by column: for every voxel column along the last axis the
+    interval inside the ellipsoid (closed-form quadratic) and inside the hull (half-space bounds) is computed
+    on the grid of the other axes, then compared with the column coordinates; only the lesion's bounding box
+    is touched.
+    """
     seg_vox = np.asarray(lesion.segments if isinstance(lesion, CaliperLesion) else lesion, dtype=np.float64)
     shape = tuple(int(s) for s in shape)
     nd = len(shape)
@@ -149,32 +216,17 @@ def rasterize_lesion(
     hi = np.clip(np.ceil(hi_mm / sp).astype(np.int64) + 1, 1, np.asarray(shape))
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     axes = [(np.arange(a, b) * s) for a, b, s in zip(lo, hi, sp)]
-    # frame coordinates relative to the centre as a sum of per-axis terms (broadcast, no meshgrid copies)
     bshape = tuple(len(a) for a in axes)
-    rad = np.zeros(bshape)
-    for k in range(nd):
-        tk = np.zeros(bshape)
-        for i in range(nd):
-            view = [1] * nd
-            view[i] = -1
-            tk = tk + ((axes[i] - centre[i]) * frame[k, i]).reshape(view)
-        rad += (tk / semi[k]) ** 2
-    radical = rad <= 1.0
-    # convex hull of the endpoints: half-spaces n.x + b <= 0
-    cons = np.ones(bshape, dtype=bool)
+    col = axes[-1]  # coordinates along the last axis, broadcast against (..., 1) intervals
+    r_lo, r_hi = _ellipsoid_span(axes, centre, frame, semi)
+    radical = (col >= r_lo[..., None]) & (col <= r_hi[..., None])
     try:
         eqs = ConvexHull(pts_mm).equations
+        tol = 1e-9 * max(1.0, float(np.abs(pts_mm).max()))
+        c_lo, c_hi = _hull_span(axes, eqs, tol)
+        cons = (col >= c_lo[..., None]) & (col <= c_hi[..., None])
     except (QhullError, ValueError):  # flat hull (cannot happen for valid calipers): keep the axis mask only
-        cons[...] = False
-        eqs = np.zeros((0, nd + 1))
-    tol = 1e-9 * max(1.0, float(np.abs(pts_mm).max()))
-    for eq in eqs:
-        val = np.full(bshape, eq[-1])
-        for i in range(nd):
-            view = [1] * nd
-            view[i] = -1
-            val = val + (axes[i] * eq[i]).reshape(view)
-        cons &= val <= tol
+        cons = np.zeros(bshape, dtype=bool)
     axis_local = np.zeros(bshape, dtype=bool)
     for k in range(len(seg_vox)):
         vox = _segment_voxels(seg_vox[k])
