@@ -277,16 +277,26 @@ class CaliperPseudoLabels(Transform):
             checked.validate(self.angle_tolerance, where=where)
         return shape, spacing
 
+    def label_arrays(self, annotation: CaliperAnnotation, ref: Any = None, spatial_shape: Sequence[int] | None = None,
+                     spacing: Sequence[float] | None = None, where: str = "calipers") -> dict[str, np.ndarray]:
+        """The three labels as boolean ``(x, y[, z])`` arrays keyed by ``LABEL_NAMES``."""
+        shape, spacing = self.grid(annotation, ref, spatial_shape, spacing, where)
+        return rasterize_calipers(annotation, shape, spacing, warn=self.warn_fallback)
+
+    def wrap(self, arr: np.ndarray, ref: Any = None) -> torch.Tensor:
+        """A channel-first label tensor of ``self.dtype``; a MetaTensor with ``ref``'s affine and metadata."""
+        t = torch.from_numpy(np.ascontiguousarray(arr)).to(self.dtype)
+        if not isinstance(ref, MetaTensor):
+            return t
+        meta = {k: v for k, v in ref.meta.items() if k != "affine"}  # shallow copy: labels share read-only meta
+        out = MetaTensor(t, affine=ref.affine.clone(), meta=meta)
+        out.spatial_ndim = arr.ndim - 1
+        return out
+
     def __call__(self, annotation: CaliperAnnotation, ref: Any = None, spatial_shape: Sequence[int] | None = None,
                  spacing: Sequence[float] | None = None, where: str = "calipers") -> torch.Tensor:
-        shape, spacing = self.grid(annotation, ref, spatial_shape, spacing, where)
-        labels = rasterize_calipers(annotation, shape, spacing, warn=self.warn_fallback)
-        arr = torch.as_tensor(np.stack([labels[name] for name in LABEL_NAMES]), dtype=self.dtype)
-        if isinstance(ref, MetaTensor):
-            out = MetaTensor(arr, affine=ref.affine.clone(), meta={k: v for k, v in ref.meta.items() if k != "affine"})
-            out.spatial_ndim = len(shape)
-            return out
-        return arr
+        labels = self.label_arrays(annotation, ref, spatial_shape, spacing, where)
+        return self.wrap(np.stack([labels[name] for name in LABEL_NAMES]), ref)
 
 
 class CaliperPseudoLabelsd(MapTransform):
@@ -317,9 +327,9 @@ class CaliperPseudoLabelsd(MapTransform):
         for key in self.key_iterator(d):
             if self.ref_key not in d:
                 raise KeyError(f"CaliperPseudoLabelsd: reference image key {self.ref_key!r} is missing from the item")
-            labels = self.op(d[key], d[self.ref_key], where=f"key {key!r}")
-            for c, out in enumerate(self.output_keys):
-                d[out] = labels[c : c + 1].clone()
+            labels = self.op.label_arrays(d[key], d[self.ref_key], where=f"key {key!r}")
+            for name, out in zip(LABEL_NAMES, self.output_keys):
+                d[out] = self.op.wrap(labels[name][None], d[self.ref_key])
         return d
 
 
