@@ -253,9 +253,11 @@ GOOD = [[[10, 50], [90, 50]], [[50, 30], [50, 70]]]
     "seg, kwargs, match",
     [
         ([[[10, 50], [10, 50]], [[50, 30], [50, 70]]], {}, r"lesion 0 segment 0 \(long axis\): zero length"),
-        ([[[10, 50], [90, 50]], [[50, np.nan], [50, 70]]], {}, r"lesion 0 segment 1 \(short axis\): endpoints .*not finite"),
+        ([[[10, 50], [90, 50]], [[50, np.nan], [50, 70]]], {},
+         r"lesion 0 segment 1 \(short axis\): endpoints .*not finite"),
         ([[[10, 50], [90, 50]], [[50, 30], [57.3, 70]]], {}, r"segments 0 and 1 are at 79\.\d+ degrees"),
-        ([[[10, 50], [120, 50]], [[50, 30], [50, 70]]], {}, r"segment 0 \(long axis\): endpoint \[120\.0, 50\.0\] lies outside"),
+        ([[[10, 50], [120, 50]], [[50, 30], [50, 70]]], {},
+         r"segment 0 \(long axis\): endpoint \[120\.0, 50\.0\] lies outside"),
         (GOOD, {"shape": (100, 100, 20), "spacing": (1, 1, 1)}, r"a 3D image needs 3 segments of 3D endpoints, got 2"),
         (GOOD, {"spacing": (1.0, -1.0)}, r"spacing \[1\.0, -1\.0\] must be 2 positive"),
     ],

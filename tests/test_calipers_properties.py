@@ -71,7 +71,8 @@ def test_derived_calipers_2d(a, ratio, angle, sx, sy, seed, bump):
     centre = rng.uniform(20, 40, size=2)
     m = _blob(shape, np.array([a, max(a * ratio, 1.0)]), [angle], centre, 2, rng)
     if bump:  # a second overlapping blob: non-convex lesion
-        m |= _blob(shape, np.array([a * 0.5 + 1, a * 0.3 + 1]), [angle + 1.0], centre + rng.uniform(-a, a, 2) * 0.6, 2, rng)
+        shift = rng.uniform(-a, a, 2) * 0.6
+        m |= _blob(shape, np.array([a * 0.5 + 1, a * 0.3 + 1]), [angle + 1.0], centre + shift, 2, rng)
     if not m.any():
         m[tuple(np.rint(centre).astype(int))] = True
     sp = (sx, sy)

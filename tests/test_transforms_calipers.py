@@ -15,7 +15,7 @@ from monai.transforms import (
     RandRotated,
 )
 
-from usseg_monai.calipers import CaliperAnnotation, CaliperLesion, calipers_from_mask, save_calipers
+from usseg_monai.calipers import CaliperAnnotation, CaliperLesion, save_calipers
 from usseg_monai.data.io import DatasetError
 from usseg_monai.transforms import (
     CaliperPseudoLabels,

@@ -46,7 +46,8 @@ def test_without_spacing_nothing_changes(png_item):
 
 def test_volume_direction_and_origin_are_kept(tmp_path):
     direction = np.array([[-1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
-    save_volume(tmp_path / "v.nii.gz", np.zeros((6, 5, 4), np.uint8), (0.5, 0.6, 2.0), origin=(3, 4, 5), direction=direction)
+    save_volume(tmp_path / "v.nii.gz", np.zeros((6, 5, 4), np.uint8), (0.5, 0.6, 2.0), origin=(3, 4, 5),
+                direction=direction)
     d = _load(["image"])({"image": str(tmp_path / "v.nii.gz"), "spacing": [1.0, 1.5, 3.0]})
     before = d["image"].affine.clone()
     out = ApplySpacingd("image")(d)["image"]
@@ -72,7 +73,8 @@ def test_saved_output_carries_the_spacing(png_item, tmp_path):
 
 def test_errors_name_the_field():
     img = MetaTensor(torch.zeros(1, 8, 8))
-    with pytest.raises(ValueError, match=r"item field 'spacing' for key 'image': 'spacing' \[1.0, 2.0, 3.0\] has 3 values"):
+    msg = r"item field 'spacing' for key 'image': 'spacing' \[1.0, 2.0, 3.0\] has 3 values"
+    with pytest.raises(ValueError, match=msg):
         ApplySpacingd("image")({"image": img, "spacing": [1, 2, 3]})
     with pytest.raises(ValueError, match="must be positive"):
         ApplySpacing()(img, [1.0, 0.0])

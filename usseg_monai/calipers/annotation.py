@@ -113,7 +113,9 @@ class CaliperAnnotation:
     def __post_init__(self) -> None:
         self.spacing = tuple(float(s) for s in np.asarray(self.spacing, dtype=np.float64).ravel())
         self.image_shape = tuple(int(s) for s in self.image_shape)
-        self.lesions = [les if isinstance(les, CaliperLesion) else CaliperLesion(np.asarray(les)) for les in self.lesions]
+        self.lesions = [
+            les if isinstance(les, CaliperLesion) else CaliperLesion(np.asarray(les)) for les in self.lesions
+        ]
 
     @property
     def ndim(self) -> int:
@@ -145,7 +147,9 @@ class CaliperAnnotation:
             raise DatasetError(f"{where}: image_shape {list(self.image_shape)} must be positive")
         sp = np.asarray(self.spacing)
         if sp.shape != (nd,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-            raise DatasetError(f"{where}: spacing {list(self.spacing)} must be {nd} positive numbers (mm) for a {nd}D image")
+            raise DatasetError(
+                f"{where}: spacing {list(self.spacing)} must be {nd} positive numbers (mm) for a {nd}D image"
+            )
         hi = np.asarray(self.image_shape, dtype=np.float64) - 0.5
         for i, les in enumerate(self.lesions):
             seg = les.segments
@@ -210,7 +214,9 @@ class CaliperAnnotation:
         if data.get("format") != CALIPER_FORMAT:
             raise DatasetError(f"{where}: 'format' must be {CALIPER_FORMAT!r}, got {data.get('format')!r}")
         if data.get("version") != CALIPER_VERSION:
-            raise DatasetError(f"{where}: unsupported 'version' {data.get('version')!r} (this reader knows {CALIPER_VERSION})")
+            raise DatasetError(
+                f"{where}: unsupported 'version' {data.get('version')!r} (this reader knows {CALIPER_VERSION})"
+            )
         for key in ("spacing", "image_shape", "lesions"):
             if key not in data:
                 raise DatasetError(f"{where}: missing field {key!r}")

@@ -28,7 +28,9 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
 
 
-def caliper_ceiling(mask: np.ndarray, spacing: Sequence[float] | None = None, warn: bool = False) -> dict[str, Any] | None:
+def caliper_ceiling(
+    mask: np.ndarray, spacing: Sequence[float] | None = None, warn: bool = False
+) -> dict[str, Any] | None:
     """Compare the pseudo-labels of a mask's own calipers with the mask.
 
     Returns ``None`` for an empty mask, else a dict with

@@ -52,7 +52,9 @@ def _spacing(spacing: Sequence[float] | None, nd: int) -> np.ndarray:
     return sp
 
 
-def label_lesions(mask: np.ndarray, connectivity: int | None = None) -> tuple[np.ndarray, list[tuple[slice, ...]], np.ndarray]:
+def label_lesions(
+    mask: np.ndarray, connectivity: int | None = None
+) -> tuple[np.ndarray, list[tuple[slice, ...]], np.ndarray]:
     """Connected lesions of a binary mask, largest first.
 
     Args:
@@ -177,7 +179,9 @@ def longest_chord(
     # caliper; its longest run is the chord (at most a voxel or so shorter than the raw maximum).
     per_line = np.zeros(inside.shape[0])
     np.maximum.at(per_line, starts[:, 0], run)
-    smooth = ndimage.gaussian_filter(per_line.reshape(mesh[0].shape), sigma, mode="constant").ravel() if sigma > 0 else per_line
+    smooth = per_line
+    if sigma > 0:
+        smooth = ndimage.gaussian_filter(per_line.reshape(mesh[0].shape), sigma, mode="constant").ravel()
     # a plateau of (near-)equal widths: take the line nearest its centroid, weighting the lines by how
     # close to the maximum they come (within ``plateau`` samples)
     w = np.maximum(smooth - (smooth.max() - plateau), 0.0)

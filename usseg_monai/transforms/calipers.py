@@ -200,7 +200,9 @@ class RandCaliperJitterd(RandomizableTransform, MapTransform):
         RandomizableTransform.__init__(self, prob)
         self.op = RandCaliperJitter(jitter_mm, prob=1.0)
 
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandCaliperJitterd:
+    def set_random_state(
+        self, seed: int | None = None, state: np.random.RandomState | None = None
+    ) -> RandCaliperJitterd:
         super().set_random_state(seed, state)
         self.op.set_random_state(seed, state)
         return self
@@ -239,10 +241,13 @@ class CaliperPseudoLabels(Transform):
         self.warn_fallback = warn_fallback
 
     def grid(self, annotation: CaliperAnnotation, ref: Any = None, spatial_shape: Sequence[int] | None = None,
-             spacing: Sequence[float] | None = None, where: str = "calipers") -> tuple[tuple[int, ...], tuple[float, ...]]:
+             spacing: Sequence[float] | None = None,
+             where: str = "calipers") -> tuple[tuple[int, ...], tuple[float, ...]]:
         """Checked grid shape and spacing for ``annotation``."""
         if not isinstance(annotation, CaliperAnnotation):
-            raise TypeError(f"{where}: expected a CaliperAnnotation (use LoadCalipersd first), got {type(annotation).__name__}")
+            raise TypeError(
+                f"{where}: expected a CaliperAnnotation (use LoadCalipersd first), got {type(annotation).__name__}"
+            )
         if spatial_shape is None:
             spatial_shape = tuple(ref.shape[1:]) if ref is not None else annotation.image_shape
         shape = tuple(int(s) for s in spatial_shape)
@@ -353,7 +358,9 @@ class MeasureLesion(Transform):
         self.connectivity = connectivity
         self.min_voxels = min_voxels
 
-    def __call__(self, img: Any, spacing: Sequence[float] | None = None, where: str = "prediction") -> list[dict[str, Any]]:
+    def __call__(
+        self, img: Any, spacing: Sequence[float] | None = None, where: str = "prediction"
+    ) -> list[dict[str, Any]]:
         m = _spatial_mask(img, self.threshold, self.channel, where)
         sp = image_spacing(img, m.ndim) if spacing is None else tuple(spacing)
         return measure_mask(m, sp, connectivity=self.connectivity, min_voxels=self.min_voxels)
