@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 LABEL_NAMES = ("conservative_label", "radical_label", "caliper_axes")
+#: largest semi-axis of the exact radical ellipse, relative to the longest half caliper, before the fallback
+MAX_SEMI_AXIS_RATIO = 10.0
 
 
 class CaliperFallbackWarning(UserWarning):
@@ -98,8 +100,9 @@ def radical_ellipsoid(
         if not (np.all(np.isfinite(a_inv2)) and np.all(a_inv2 > 0)):
             raise np.linalg.LinAlgError
         semi = 1.0 / np.sqrt(a_inv2)
-        # an ill-conditioned system gives a huge ellipse; accept at most 10x the caliper half-lengths
-        if np.any(semi > 10.0 * p.max()):
+        # an ill-conditioned system (calipers crossing close to an end) gives a huge ellipse; beyond
+        # MAX_SEMI_AXIS_RATIO x the longest half caliper the fallback is used instead
+        if np.any(semi > MAX_SEMI_AXIS_RATIO * p.max()):
             raise np.linalg.LinAlgError
         centre_f = c
     except np.linalg.LinAlgError:
