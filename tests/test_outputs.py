@@ -215,3 +215,26 @@ def test_image_stem():
     assert image_stem("/a/b/case_1.nii.gz") == "case_1"
     assert image_stem("x/benign (3).png") == "benign (3)"
     assert image_stem("vol.nrrd") == "vol"
+
+
+def test_measurements_ignore_specks_below_min_voxels(tmp_path):
+    mask = _ellipse().copy()
+    mask[100:102, 5:7] = True  # a 4-pixel speck beside the lesion
+    d = {"pred": MetaTensor(torch.as_tensor(mask[None].astype(np.uint8)), meta={"filename_or_obj": "/d/s.png"})}
+    SaveMeasurementsd("pred", output_dir=tmp_path / "all")(dict(d))
+    assert len(_read_csv(tmp_path / "all" / "measurements.csv")) == 2  # default min_voxels=1 measures the speck
+    out = SaveMeasurementsd("pred", output_dir=tmp_path / "f", min_voxels=20)(dict(d))
+    rows = _read_csv(tmp_path / "f" / "measurements.csv")
+    assert len(rows) == 1 and len(out["measurements"]) == 1
+    assert abs(float(rows[0]["long_axis_mm"]) - 2 * AX) <= 1.0
+
+
+def test_bundle_inference_configs_filter_specks():
+    import json
+
+    root = Path(__file__).resolve().parents[1] / "bundles"
+    for cfg in sorted(root.glob("*/configs/inference.json")):
+        conf = json.loads(cfg.read_text())
+        savers = [t for t in conf["postprocessing"]["transforms"] if t["_target_"].endswith("SaveMeasurementsd")]
+        assert savers and savers[0].get("min_voxels") == "@min_lesion_voxels", cfg
+        assert int(conf["min_lesion_voxels"]) > 1, cfg
