@@ -1,1 +1,0 @@
-"""usseg_monai.engines."""
