@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from usseg_monai.data.splits import partition_training, resolve_count, split_items
+from usseg_monai.data.splits import SplitOptions, partition_training, resolve_count, split_items
 
 
 def _items(n=200, classes=("benign", "malignant", "normal"), weights=(0.55, 0.28, 0.17), per_case=1, seed=0):
@@ -177,3 +177,80 @@ def test_resolve_count():
     assert resolve_count("x", None, 100) == 0
     with pytest.raises(ValueError):
         resolve_count("x", True, 100)
+
+
+def test_split_options_defaults_and_resolve():
+    opts = SplitOptions()
+    assert (opts.seed, opts.val_fraction, opts.test_fraction, opts.n_folds, opts.fold) == (0, 0.2, 0.0, None, 0)
+    assert opts.labeled is None and opts.class_only is None and not opts.partitions
+    assert opts.record() == {"seed": 0, "test_fraction": 0.0, "val_fraction": 0.2}
+    assert SplitOptions.resolve() == opts
+    base = SplitOptions(seed=1, test_fraction=0.1)
+    assert SplitOptions.resolve(base) is base
+    # keywords are merged into the given options and win
+    assert SplitOptions.resolve(base, seed=2, n_folds=5) == SplitOptions(seed=2, test_fraction=0.1, n_folds=5)
+    assert SplitOptions(n_folds=5, fold=4, labeled=3).record() == {
+        "seed": 0, "test_fraction": 0.0, "n_folds": 5, "fold": 4, "labeled": 3, "class_only": None
+    }
+    with pytest.raises(TypeError, match="'val_fracton'"):
+        SplitOptions.resolve(val_fracton=0.1)
+    with pytest.raises(TypeError, match="SplitOptions"):
+        SplitOptions.resolve({"seed": 1})
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"val_fraction": 0.6, "test_fraction": 0.4}, "below 1"),
+        ({"n_folds": 1}, "n_folds"),
+        ({"n_folds": 5, "fold": 5}, "fold"),
+        ({"labeled": -1}, "labeled"),
+        ({"labeled": 1.5}, "labeled"),
+        ({"labeled": 0.1, "class_only": "all"}, "class_only"),
+        ({"class_only": "rest"}, "explicit"),
+    ],
+)
+def test_split_options_checked_on_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SplitOptions(**kwargs)
+
+
+def test_split_options_apply_matches_functions():
+    items = _items(60, per_case=2)
+    opts = SplitOptions(seed=3, val_fraction=0.25, test_fraction=0.1, labeled=10, class_only="rest")
+    parts = opts.apply(items)
+    expected = split_items(items, val_fraction=0.25, test_fraction=0.1, seed=3)
+    expected["training"] = partition_training(expected["training"], labeled=10, class_only="rest", seed=3)
+    assert parts == expected
+
+
+def test_prepare_unknown_keyword_is_type_error(tmp_path):
+    from usseg_monai.data.busi import prepare_busi
+    from usseg_monai.data.phantom import prepare_phantom
+
+    with pytest.raises(TypeError, match="'val_fracton'"):
+        prepare_busi(tmp_path / "missing", tmp_path / "out", val_fracton=0.2)
+    with pytest.raises(TypeError, match="'n_fold'"):
+        prepare_phantom(tmp_path / "ph", n_images=8, image_size=32, n_fold=3)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ph").exists()
+
+
+def test_split_options_object_or_keywords_same_datalist(tmp_path):
+    import json
+
+    from usseg_monai.data.phantom import prepare_phantom
+
+    def datalist(out, **kw):
+        prepare_phantom(tmp_path / out, n_images=8, image_size=32, seed=2, **kw)
+        return json.loads((tmp_path / out / "datalist.json").read_text())
+
+    as_object = datalist("obj", split=SplitOptions(seed=2, val_fraction=0.25, test_fraction=0.25, labeled=2))
+    as_keywords = datalist("kw", test_fraction=0.25, labeled=2)  # seed and val_fraction: phantom defaults
+    assert as_object == as_keywords
+    assert as_object["split"] == {
+        "seed": 2, "test_fraction": 0.25, "val_fraction": 0.25, "labeled": 2, "class_only": None
+    }
+    assert [len(as_object[s]) for s in ("training", "validation", "test")] == [4, 2, 2]
+    # the phantom default split is val_fraction 0.25 with the image seed
+    assert datalist("default")["split"] == {"seed": 2, "test_fraction": 0.0, "val_fraction": 0.25}

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from usseg_monai.data.io import DatasetError
+from usseg_monai.data.splits import SplitOptions
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main", "count_or_fraction", "add_split_options", "common_options"]
 
@@ -117,17 +118,17 @@ def add_split_options(p: argparse.ArgumentParser, partition: bool = True) -> Non
         )
 
 
-def _split_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kw = {
-        "val_fraction": args.val_fraction,
-        "test_fraction": args.test_fraction,
-        "n_folds": args.n_folds,
-        "fold": args.fold,
-        "seed": args.seed,
-    }
-    if hasattr(args, "labeled"):
-        kw.update(labeled=args.labeled, class_only=args.class_only)
-    return kw
+def _split_options(args: argparse.Namespace) -> SplitOptions:
+    """The :class:`~usseg_monai.data.splits.SplitOptions` of the split (and partition) options in ``args``."""
+    return SplitOptions(
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        n_folds=args.n_folds,
+        fold=args.fold,
+        labeled=getattr(args, "labeled", None),
+        class_only=getattr(args, "class_only", None),
+    )
 
 
 def _report(summary: dict[str, Any], what: str) -> int:
@@ -142,37 +143,34 @@ def _report(summary: dict[str, Any], what: str) -> int:
 
 
 # ---------------------------------------------------------------- prepare
+def _prepare(what: str, prepare: Callable[..., dict[str, Any]], args: argparse.Namespace, **options: Any) -> int:
+    """Run converter ``prepare`` with the source, output, overwrite and split options of ``args``."""
+    summary = prepare(args.source, args.output, overwrite=args.overwrite, split=_split_options(args), **options)
+    return _report(summary, what)
+
+
 def _run_busi(args: argparse.Namespace) -> int:
     from usseg_monai.data.busi import prepare_busi
 
-    return _report(prepare_busi(args.source, args.output, overwrite=args.overwrite, **_split_kwargs(args)), "BUSI")
+    return _prepare("BUSI", prepare_busi, args)
 
 
 def _run_ddti(args: argparse.Namespace) -> int:
     from usseg_monai.data.ddti import prepare_ddti
 
-    summary = prepare_ddti(
-        args.source, args.output, overwrite=args.overwrite, missing_class=args.missing_class, **_split_kwargs(args)
-    )
-    return _report(summary, "DDTI")
+    return _prepare("DDTI", prepare_ddti, args, missing_class=args.missing_class)
 
 
 def _run_dicom(args: argparse.Namespace) -> int:
     from usseg_monai.data.dicom import prepare_dicom
 
-    summary = prepare_dicom(
-        args.source, args.output, overwrite=args.overwrite, group_by=args.group_by, **_split_kwargs(args)
-    )
-    return _report(summary, "DICOM")
+    return _prepare("DICOM", prepare_dicom, args, group_by=args.group_by)
 
 
 def _run_volumes(args: argparse.Namespace) -> int:
     from usseg_monai.data.volumes import prepare_volumes
 
-    summary = prepare_volumes(
-        args.source, args.output, overwrite=args.overwrite, label_value=args.label_value, **_split_kwargs(args)
-    )
-    return _report(summary, "volumes")
+    return _prepare("volumes", prepare_volumes, args, label_value=args.label_value)
 
 
 def _run_phantom(args: argparse.Namespace) -> int:
@@ -319,7 +317,7 @@ def _run_split(args: argparse.Namespace) -> int:
     from usseg_monai.data.prepared import split_datalist
 
     summary = split_datalist(
-        args.datalist, args.output, resplit=args.resplit, overwrite=args.overwrite, **_split_kwargs(args)
+        args.datalist, args.output, resplit=args.resplit, overwrite=args.overwrite, split=_split_options(args)
     )
     sup = summary.get("training_supervision")
     print(

@@ -33,6 +33,7 @@ import numpy as np
 
 from usseg_monai.data.io import DatasetError, load_png
 from usseg_monai.data.prepared import PreparedDatasetWriter
+from usseg_monai.data.splits import SplitOptions
 
 __all__ = ["BUSI_CLASSES", "find_busi_root", "scan_busi", "prepare_busi"]
 
@@ -110,13 +111,8 @@ def prepare_busi(
     output_dir: str | os.PathLike,
     *,
     overwrite: bool = False,
-    seed: int = 0,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
-    n_folds: int | None = None,
-    fold: int = 0,
-    labeled: int | float | None = None,
-    class_only: int | float | str | None = None,
+    split: SplitOptions | None = None,
+    **split_kwargs: Any,
 ) -> dict[str, Any]:
     """Convert BUSI to ``output_dir`` (grayscale PNG images, union masks 0/255, datalist, summary).
 
@@ -124,10 +120,8 @@ def prepare_busi(
         source: ``Dataset_BUSI_with_GT`` or the folder that contains it. Never written to.
         output_dir: output folder (empty unless ``overwrite``).
         overwrite: allow a non-empty output folder.
-        seed, val_fraction, test_fraction, n_folds, fold: split settings (stratified by class, grouped
-            by identical images), see :func:`usseg_monai.data.splits.split_items`.
-        labeled, class_only: optional partition of the training set, see
-            :func:`usseg_monai.data.splits.partition_training`.
+        split, **split_kwargs: split (stratified by class, grouped by identical images) and optional
+            partition of the training set, see :class:`usseg_monai.data.splits.SplitOptions`.
 
     Returns:
         The summary written to ``summary.json``; ``duplicates`` lists the groups of identical images and
@@ -137,6 +131,7 @@ def prepare_busi(
         DatasetError: not a BUSI folder, an image without a mask, an unreadable file, or a mask whose size
             differs from its image (each naming the file).
     """
+    opts = SplitOptions.resolve(split, **split_kwargs)
     root = find_busi_root(source)
     cases, ignored = scan_busi(root)
     logger.info("BUSI: %d images found under %s", len(cases), root)
@@ -190,12 +185,6 @@ def prepare_busi(
         )
     duplicates = [ids for ids in groups.values() if len(ids) > 1]
     return writer.finalize(
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        n_folds=n_folds,
-        fold=fold,
-        labeled=labeled,
-        class_only=class_only,
+        split=opts,
         summary_extra={"duplicates": duplicates, "multi_mask_cases": multi},
     )

@@ -33,6 +33,7 @@ import numpy as np
 
 from usseg_monai.data.io import DatasetError, load_png
 from usseg_monai.data.prepared import PreparedDatasetWriter
+from usseg_monai.data.splits import SplitOptions
 
 __all__ = ["DDTI_FIELDS", "TIRADS_ORDER", "parse_ddti_xml", "rasterize_polygons", "prepare_ddti"]
 
@@ -127,14 +128,9 @@ def prepare_ddti(
     output_dir: str | os.PathLike,
     *,
     overwrite: bool = False,
-    seed: int = 0,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
-    n_folds: int | None = None,
-    fold: int = 0,
-    labeled: int | float | None = None,
-    class_only: int | float | str | None = None,
     missing_class: str | None = None,
+    split: SplitOptions | None = None,
+    **split_kwargs: Any,
 ) -> dict[str, Any]:
     """Convert DDTI to ``output_dir`` (grayscale PNG images, polygon masks 0/255, datalist, summary).
 
@@ -142,11 +138,9 @@ def prepare_ddti(
         source: the folder of ``<case>.xml`` and ``<case>_<img>.jpg`` files. Never written to.
         output_dir: output folder (empty unless ``overwrite``).
         overwrite: allow a non-empty output folder.
-        seed, val_fraction, test_fraction, n_folds, fold: split settings, stratified by TI-RADS and
-            grouped by case, see :func:`usseg_monai.data.splits.split_items`.
-        labeled, class_only: optional partition of the training set, see
-            :func:`usseg_monai.data.splits.partition_training`.
         missing_class: class given to images whose case has no TI-RADS grade (default: no class).
+        split, **split_kwargs: split (stratified by TI-RADS, grouped by case) and optional partition of
+            the training set, see :class:`usseg_monai.data.splits.SplitOptions`.
 
     Returns:
         The summary written to ``summary.json``, with ``images_without_polygon`` (kept, empty masks),
@@ -155,6 +149,7 @@ def prepare_ddti(
     Raises:
         DatasetError: missing source, no XML files, malformed XML, or an unreadable image (named).
     """
+    opts = SplitOptions.resolve(split, **split_kwargs)
     src = Path(source)
     if not src.is_dir():
         raise DatasetError(f"DDTI source folder not found: {src}")
@@ -222,13 +217,7 @@ def prepare_ddti(
     if without_polygon:
         logger.info("DDTI: %d images have no polygon and get empty masks", len(without_polygon))
     return writer.finalize(
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        n_folds=n_folds,
-        fold=fold,
-        labeled=labeled,
-        class_only=class_only,
+        split=opts,
         summary_extra={
             "images_without_polygon": len(without_polygon),
             "images_without_polygon_items": without_polygon,

@@ -33,6 +33,7 @@ import numpy as np
 
 from usseg_monai.data.io import DatasetError, ensure_not_inside
 from usseg_monai.data.prepared import PreparedDatasetWriter, safe_item_id
+from usseg_monai.data.splits import SplitOptions
 
 __all__ = ["read_ultrasound_dicom", "ultrasound_spacing", "to_grayscale_uint8", "prepare_dicom", "CM"]
 
@@ -197,14 +198,9 @@ def prepare_dicom(
     output_dir: str | os.PathLike,
     *,
     overwrite: bool = False,
-    seed: int = 0,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
-    n_folds: int | None = None,
-    fold: int = 0,
-    labeled: int | float | None = None,
-    class_only: int | float | str | None = None,
     group_by: str = "patient",
+    split: SplitOptions | None = None,
+    **split_kwargs: Any,
 ) -> dict[str, Any]:
     """Convert ultrasound DICOM files (or folders of them, searched recursively) to 8-bit PNG images.
 
@@ -213,12 +209,11 @@ def prepare_dicom(
             DICOM preamble (``DICM`` at byte 128) or a ``.dcm`` suffix are read; others are skipped.
         output_dir: output folder (empty unless ``overwrite``).
         overwrite: allow a non-empty output folder.
-        seed, val_fraction, test_fraction, n_folds, fold: split settings (grouped), see
-            :func:`usseg_monai.data.splits.split_items`.
-        labeled, class_only: partition settings; DICOM images have no masks, so ``labeled`` must be
-            ``None`` or 0.
         group_by: what keeps images together in splits and gives ``case_id``: ``"patient"``
             (PatientID), ``"study"``, ``"series"`` or ``"file"``; a missing tag falls back to the file.
+        split, **split_kwargs: split (grouped) and partition settings, see
+            :class:`usseg_monai.data.splits.SplitOptions`; DICOM images have no masks, so ``labeled``
+            must be ``None`` or 0.
 
     Returns:
         The summary written to ``summary.json`` (with ``spacing_sources``: how many images got their
@@ -230,6 +225,7 @@ def prepare_dicom(
     """
     import pydicom
 
+    opts = SplitOptions.resolve(split, **split_kwargs)
     if group_by not in ("patient", "study", "series", "file"):
         raise ValueError(f"group_by must be 'patient', 'study', 'series' or 'file', got {group_by!r}")
     sources = [Path(source)] if isinstance(source, (str, os.PathLike)) else [Path(s) for s in source]
@@ -283,13 +279,7 @@ def prepare_dicom(
         if (k + 1) % 50 == 0:
             logger.info("DICOM: %d of %d files read", k + 1, len(files))
     return writer.finalize(
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        n_folds=n_folds,
-        fold=fold,
-        labeled=labeled,
-        class_only=class_only,
+        split=opts,
         summary_extra={
             "source": [str(s) for s in sources],
             "n_files": len(files),

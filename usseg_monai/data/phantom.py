@@ -43,6 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from usseg_monai.data.io import DatasetError, atomic_write_json, cache_dir, load_datalist
+from usseg_monai.data.splits import SplitOptions
 
 __all__ = [
     "PHANTOM_CLASSES",
@@ -815,9 +816,9 @@ def prepare_phantom(
     image_size: int | Sequence[int] | None = None,
     seed: int = 0,
     overwrite: bool = False,
-    val_fraction: float = 0.25,
-    test_fraction: float = 0.0,
     class_fractions: Sequence[float] = (0.45, 0.35, 0.2),
+    split: SplitOptions | None = None,
+    **split_kwargs: Any,
 ) -> dict[str, Any]:
     """Write a prepared phantom dataset (``docs/conventions.md`` layout) and return its summary.
 
@@ -832,10 +833,12 @@ def prepare_phantom(
         spatial_dims: 2 or 3.
         image_size: ``(x, y[, z])``, or one int (or a 1-sequence) for every axis; default :data:`DEFAULT_IMAGE_SIZE`
             (128x128 in 2D, 64x64x32 in 3D).
-        seed: seeds the images and the split.
+        seed: seeds the images and (unless ``split`` gives another) the split.
         overwrite: allow a non-empty output folder.
-        val_fraction, test_fraction: split fractions (stratified by class).
         class_fractions: fractions of benign, malignant, normal images (normalised).
+        split, **split_kwargs: split (stratified by class) and optional partition, see
+            :class:`usseg_monai.data.splits.SplitOptions`; default ``SplitOptions(seed=seed,
+            val_fraction=0.25)``, keywords override it (e.g. ``val_fraction=0.2``).
 
     Returns:
         The summary written to ``summary.json``.
@@ -847,6 +850,9 @@ def prepare_phantom(
     from usseg_monai import __version__
     from usseg_monai.data.prepared import PreparedDatasetWriter
 
+    opts = SplitOptions.resolve(
+        split if split is not None else SplitOptions(seed=seed, val_fraction=0.25), **split_kwargs
+    )
     size = _resolve_size(spatial_dims, image_size)
     n = DEFAULT_N_IMAGES[spatial_dims] if n_images is None else n_images
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -877,9 +883,7 @@ def prepare_phantom(
     atomic_write_json(writer.output_dir / "phantom_params.json", all_params)
     return writer.finalize(
         classes=list(PHANTOM_CLASSES),
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
+        split=opts,
         summary_extra={
             "generator": "usseg_monai.data.phantom",
             "model_revision": PHANTOM_MODEL_REVISION,

@@ -33,12 +33,11 @@ from usseg_monai.data.io import (
     save_volume,
     write_datalist,
 )
-from usseg_monai.data.splits import partition_training, split_items
+from usseg_monai.data.splits import SplitOptions
 
 __all__ = [
     "PreparedDatasetWriter",
     "safe_item_id",
-    "split_parameters",
     "apply_split",
     "split_datalist",
     "build_summary",
@@ -57,20 +56,6 @@ def safe_item_id(text: str) -> str:
     return out
 
 
-def split_parameters(
-    val_fraction: float, test_fraction: float, seed: int, n_folds: int | None, fold: int, labeled: Any, class_only: Any
-) -> dict[str, Any]:
-    """The split/partition settings as stored in ``datalist.json`` and ``summary.json``."""
-    params: dict[str, Any] = {"seed": seed, "test_fraction": test_fraction}
-    if n_folds is None:
-        params["val_fraction"] = val_fraction
-    else:
-        params.update(n_folds=n_folds, fold=fold)
-    if labeled is not None or class_only is not None:
-        params.update(labeled=labeled, class_only=class_only)
-    return params
-
-
 def _float_list(values: Any) -> list[float]:
     return [round(float(v), 10) for v in np.asarray(values, dtype=np.float64).ravel()]
 
@@ -82,7 +67,7 @@ class PreparedDatasetWriter:
 
         writer = PreparedDatasetWriter("out/busi", source="Dataset_BUSI_with_GT", name="BUSI")
         writer.add("benign_1", image_xy, mask_xy, class_name="benign", case_id="benign_1")
-        summary = writer.finalize(classes=["benign", "malignant", "normal"], val_fraction=0.2, seed=0)
+        summary = writer.finalize(classes=["benign", "malignant", "normal"], split=SplitOptions(seed=0))
 
     Args:
         output_dir: output folder; created; must be empty unless ``overwrite``; never inside ``source``.
@@ -238,24 +223,18 @@ class PreparedDatasetWriter:
         self,
         *,
         classes: list[str] | None = None,
-        val_fraction: float = 0.2,
-        test_fraction: float = 0.0,
-        seed: int = 0,
-        n_folds: int | None = None,
-        fold: int = 0,
-        labeled: int | float | None = None,
-        class_only: int | float | str | None = None,
+        split: SplitOptions | None = None,
         summary_extra: dict[str, Any] | None = None,
+        **split_kwargs: Any,
     ) -> dict[str, Any]:
         """Split the items, optionally partition the training set, write ``datalist.json`` and ``summary.json``.
 
         Args:
             classes: class names in class-index order (default: those given at construction, else the
                 sorted names seen).
-            val_fraction, test_fraction, seed, n_folds, fold: see :func:`usseg_monai.data.splits.split_items`
-                (stratified by class, grouped by ``group`` or else ``case_id``).
-            labeled, class_only: see :func:`usseg_monai.data.splits.partition_training`; both ``None``
-                leaves the training items without a ``supervision`` key (all fully supervised).
+            split, **split_kwargs: split and partition settings, see
+                :class:`usseg_monai.data.splits.SplitOptions` (keywords override ``split``); stratified by
+                class, grouped by ``group`` or else ``case_id``.
             summary_extra: further fields for ``summary.json`` (e.g. duplicates found, polygons dropped).
 
         Returns:
@@ -264,7 +243,9 @@ class PreparedDatasetWriter:
         Raises:
             DatasetError: no item was written, or an item's class is not in ``classes``.
             ValueError: bad split or partition parameters.
+            TypeError: a keyword that is not a :class:`~usseg_monai.data.splits.SplitOptions` field.
         """
+        opts = SplitOptions.resolve(split, **split_kwargs)
         if not self.items:
             detail = f"; {len(self.skipped)} skipped, first: {self.skipped[0]}" if self.skipped else ""
             raise DatasetError(f"no images were converted from {self.source or 'the source'}{detail}")
@@ -275,17 +256,7 @@ class PreparedDatasetWriter:
                 if it["class"] not in classes:
                     raise DatasetError(f"item {it['image']}: class {it['class']!r} is not one of {classes}")
                 it["class_index"] = classes.index(it["class"])
-        parts = apply_split(
-            self.items,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            seed=seed,
-            n_folds=n_folds,
-            fold=fold,
-            labeled=labeled,
-            class_only=class_only,
-        )
-        params = split_parameters(val_fraction, test_fraction, seed, n_folds, fold, labeled, class_only)
+        parts = apply_split(self.items, opts)
         datalist: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
@@ -293,7 +264,7 @@ class PreparedDatasetWriter:
             "spatial_dims": self.spatial_dims,
             "labels": {"0": "background", "1": "lesion"},
             "classes": classes,
-            "split": params,
+            "split": opts.record(),
         }
         datalist.update(parts)
         write_datalist(self.output_dir, datalist)
@@ -356,46 +327,26 @@ def build_summary(
 
 
 def apply_split(
-    items: list[dict[str, Any]],
-    *,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
-    seed: int = 0,
-    n_folds: int | None = None,
-    fold: int = 0,
-    labeled: int | float | None = None,
-    class_only: int | float | str | None = None,
+    items: list[dict[str, Any]], split: SplitOptions | None = None, **split_kwargs: Any
 ) -> dict[str, list[dict[str, Any]]]:
-    """Split prepared items and optionally partition the training part.
+    """Split prepared items and optionally partition the training part (:meth:`SplitOptions.apply`).
 
-    Items are stratified by ``class`` (when any item has one) and grouped by ``group`` if present,
-    else ``case_id``. Returns new item dicts per section (``training``/``validation``/``test``).
+    ``split``/``split_kwargs``: see :class:`usseg_monai.data.splits.SplitOptions`. Items are stratified
+    by ``class`` (when any item has one) and grouped by ``group`` if present, else ``case_id``. Returns
+    new item dicts per section (``training``/``validation``/``test``).
     """
-    has_class = any("class" in it for it in items)
+    opts = SplitOptions.resolve(split, **split_kwargs)
     split_key = "_split_group"
     keyed = [dict(it, **{split_key: it.get("group", it.get("case_id", it["image"]))}) for it in items]
-    parts = split_items(
-        keyed,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        stratify_key="class" if has_class else None,
-        group_key=split_key,
-        n_folds=n_folds,
-        fold=fold,
-    )
+    parts = opts.apply(keyed, stratify_key=_stratify_key(items), group_key=split_key)
     for section in parts.values():
         for it in section:
             it.pop(split_key, None)
-    if labeled is not None or class_only is not None:
-        parts["training"] = partition_training(
-            parts["training"],
-            labeled=labeled,
-            class_only=class_only,
-            seed=seed,
-            stratify_key="class" if has_class else None,
-        )
     return parts
+
+
+def _stratify_key(items: list[dict[str, Any]]) -> str | None:
+    return "class" if any("class" in it for it in items) else None
 
 
 def _rebase(item: dict[str, Any], src_dir: Path, dst_dir: Path) -> dict[str, Any]:
@@ -410,25 +361,20 @@ def split_datalist(
     datalist_path: str | os.PathLike,
     output_path: str | os.PathLike,
     *,
+    split: SplitOptions | None = None,
     resplit: bool = False,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
-    seed: int = 0,
-    n_folds: int | None = None,
-    fold: int = 0,
-    labeled: int | float | None = None,
-    class_only: int | float | str | None = None,
     overwrite: bool = False,
+    **split_kwargs: Any,
 ) -> dict[str, Any]:
     """Write a new datalist from a prepared one: re-split it and/or partition its training set.
 
     Args:
         datalist_path: a prepared ``datalist.json`` (its files must exist).
         output_path: the new datalist file; paths are rewritten relative to its folder.
-        resplit: pool all sections and split again (``val_fraction``, ``test_fraction``, ``seed``,
-            ``n_folds``, ``fold``); otherwise the sections are kept as they are.
-        labeled, class_only: partition of the training set (see
-            :func:`usseg_monai.data.splits.partition_training`), e.g. ``labeled=0.04`` for 4% masks.
+        split, **split_kwargs: the settings, see :class:`usseg_monai.data.splits.SplitOptions` (keywords
+            override ``split``): the split ones are used with ``resplit``; ``labeled``/``class_only``
+            partition the training set (e.g. ``labeled=0.04`` for 4% masks), with ``seed``.
+        resplit: pool all sections and split again; otherwise the sections are kept as they are.
         overwrite: replace an existing ``output_path``.
 
     Returns:
@@ -439,12 +385,14 @@ def split_datalist(
             training set was already partitioned (its removed masks cannot be restored: start from the
             converter's ``datalist.json``).
         ValueError: nothing to do, or bad split/partition parameters.
+        TypeError: a keyword that is not a :class:`~usseg_monai.data.splits.SplitOptions` field.
     """
     from usseg_monai.data.io import load_datalist
 
+    opts = SplitOptions.resolve(split, **split_kwargs)
     src = Path(datalist_path)
     dst = Path(output_path)
-    if not resplit and labeled is None and class_only is None:
+    if not resplit and not opts.partitions:
         raise ValueError("nothing to do: give --resplit and/or --labeled/--class-only")
     data = load_datalist(src, check_files=True)
     if dst.exists() and not overwrite:
@@ -461,27 +409,12 @@ def split_datalist(
             it.pop("supervision", None)
     if resplit:
         pooled = [it for s in DATALIST_SECTIONS for it in sections[s]]
-        sections = apply_split(
-            pooled,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            seed=seed,
-            n_folds=n_folds,
-            fold=fold,
-            labeled=labeled,
-            class_only=class_only,
-        )
-        params = split_parameters(val_fraction, test_fraction, seed, n_folds, fold, labeled, class_only)
+        sections = apply_split(pooled, opts)
+        params = opts.record()
     else:
-        sections["training"] = partition_training(
-            sections["training"],
-            labeled=labeled,
-            class_only=class_only,
-            seed=seed,
-            stratify_key="class" if any("class" in it for it in sections["training"]) else None,
-        )
+        sections["training"] = opts.partition(sections["training"], stratify_key=_stratify_key(sections["training"]))
         params = dict(data.get("split", {}))
-        params.update(partition_seed=seed, labeled=labeled, class_only=class_only)
+        params.update(partition_seed=opts.seed, labeled=opts.labeled, class_only=opts.class_only)
     out = {k: v for k, v in data.items() if k not in DATALIST_SECTIONS}
     out["split"] = params
     out["derived_from"] = os.path.relpath(src.resolve(), dst.parent.resolve())

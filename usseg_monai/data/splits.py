@@ -9,18 +9,22 @@ Two operations on lists of datalist items (dicts as in ``docs/conventions.md``):
   ``"class"`` (class only, as in SemiSeg-CAW) or ``"none"`` (unlabeled, as in CRII-Net). Items that are
   not ``"mask"`` lose their ``"label"`` key, so a training pipeline can never read those masks.
 
-Both are deterministic for a given seed and independent of the input order.
+Both are deterministic for a given seed and independent of the input order. :class:`SplitOptions`
+bundles the settings of both (what the converters, ``PreparedDatasetWriter.finalize`` and
+``split_datalist`` take) and applies them: split, then optional partition.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["split_items", "partition_training", "resolve_count", "SUPERVISION_LEVELS"]
+__all__ = ["SplitOptions", "split_items", "partition_training", "resolve_count", "SUPERVISION_LEVELS"]
 
 SUPERVISION_LEVELS = ("mask", "class", "none")
 
@@ -31,6 +35,53 @@ def _check_fraction(name: str, value: float) -> float:
     if not 0.0 <= float(value) < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {value}")
     return float(value)
+
+
+def _check_split_settings(
+    val_fraction: float, test_fraction: float, n_folds: int | None, fold: int
+) -> tuple[float, float]:
+    """Check the settings of :func:`split_items`; returns ``(val_fraction, test_fraction)`` as floats.
+
+    ``val_fraction`` is only checked without ``n_folds`` and ``fold`` only with it (the other is ignored).
+    """
+    test_fraction = _check_fraction("test_fraction", test_fraction)
+    if n_folds is None:
+        val_fraction = _check_fraction("val_fraction", val_fraction)
+        if val_fraction + test_fraction >= 1.0:
+            raise ValueError(
+                f"val_fraction + test_fraction must be below 1 (training would be empty), got "
+                f"{val_fraction} + {test_fraction}"
+            )
+    else:
+        if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+            raise ValueError(f"n_folds must be an integer >= 2, got {n_folds!r}")
+        if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < n_folds:
+            raise ValueError(f"fold must be an integer in [0, {n_folds - 1}] for n_folds={n_folds}, got {fold!r}")
+    return val_fraction, test_fraction
+
+
+def _check_amount(name: str, value: int | float | None) -> None:
+    """Check a count (int >= 0) or fraction (float in ``[0, 1]``) before the number of items is known."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a count (int) or a fraction (float in [0, 1]), got {value!r}")
+    if isinstance(value, (float, np.floating)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} as a fraction must be in [0, 1], got {value}")
+    elif value < 0:
+        raise ValueError(f"{name} must not be negative, got {value}")
+
+
+def _check_partition_settings(labeled: int | float | None, class_only: int | float | str | None) -> None:
+    """Check the settings of :func:`partition_training` that do not depend on the number of items."""
+    if isinstance(class_only, str) and class_only != "rest":
+        raise ValueError(f"class_only must be a count, a fraction or 'rest', got {class_only!r}")
+    if labeled is None and class_only == "rest":
+        raise ValueError("class_only='rest' needs an explicit `labeled` count or fraction")
+    _check_amount("labeled", labeled)
+    if not isinstance(class_only, str):
+        _check_amount("class_only", class_only)
 
 
 def _item_key(item: dict, index: int) -> str:
@@ -131,27 +182,17 @@ def split_items(
     """
     if not items:
         raise ValueError("split_items: there are no items to split")
-    test_fraction = _check_fraction("test_fraction", test_fraction)
+    val_fraction, test_fraction = _check_split_settings(val_fraction, test_fraction, n_folds, fold)
     groups, strata = _groups(items, group_key, stratify_key)
     rng = np.random.default_rng(seed)
     side = [""] * len(items)
     if n_folds is None:
-        val_fraction = _check_fraction("val_fraction", val_fraction)
-        if val_fraction + test_fraction >= 1.0:
-            raise ValueError(
-                f"val_fraction + test_fraction must be below 1 (training would be empty), got "
-                f"{val_fraction} + {test_fraction}"
-            )
         names = ("training", "validation", "test")
         bins = _assign(groups, strata, (1.0 - val_fraction - test_fraction, val_fraction, test_fraction), rng)
         for g, b in zip(groups, bins):
             for i in g:
                 side[i] = names[b]
     else:
-        if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
-            raise ValueError(f"n_folds must be an integer >= 2, got {n_folds!r}")
-        if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < n_folds:
-            raise ValueError(f"fold must be an integer in [0, {n_folds - 1}] for n_folds={n_folds}, got {fold!r}")
         test_bins = _assign(groups, strata, (1.0 - test_fraction, test_fraction), rng)
         rest = [k for k, b in enumerate(test_bins) if b == 0]
         if len(rest) < n_folds:
@@ -181,14 +222,9 @@ def resolve_count(name: str, value: int | float | None, n: int) -> int:
     """
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a count (int) or a fraction (float in [0, 1]), got {value!r}")
+    _check_amount(name, value)
     if isinstance(value, (float, np.floating)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} as a fraction must be in [0, 1], got {value}")
         return int(math.floor(value * n + 0.5))
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {value}")
     if value > n:
         raise ValueError(f"{name}={value} exceeds the {n} training items available")
     return int(value)
@@ -253,10 +289,7 @@ def partition_training(
     order = _stratified_order(items, stratify_key, rng)
     has_label = [("label" in it) for it in items]
     has_class = [stratify_key is not None and stratify_key in it for it in items]
-    if isinstance(class_only, str) and class_only != "rest":
-        raise ValueError(f"class_only must be a count, a fraction or 'rest', got {class_only!r}")
-    if labeled is None and class_only == "rest":
-        raise ValueError("class_only='rest' needs an explicit `labeled` count or fraction")
+    _check_partition_settings(labeled, class_only)
 
     n_class = 0 if class_only in (None, "rest") else resolve_count("class_only", class_only, n)
     if labeled is None:
@@ -294,3 +327,116 @@ def partition_training(
             new.pop("label", None)
         out.append(new)
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitOptions:
+    """How a prepared dataset is split and its training set partitioned (one set of settings for all).
+
+    Converters (``prepare_busi``, ``prepare_ddti``, ``prepare_dicom``, ``prepare_volumes``,
+    ``prepare_phantom``), :meth:`usseg_monai.data.prepared.PreparedDatasetWriter.finalize` and
+    :func:`usseg_monai.data.prepared.split_datalist` take ``split=SplitOptions(...)`` or the same fields
+    as keywords (see :meth:`resolve`).
+
+    Attributes:
+        seed: seed of the split and of the partition; the same seed and items give the same result,
+            whatever the input order.
+        val_fraction: fraction of all items for validation, in ``[0, 1)``; ignored when ``n_folds`` is
+            set (:func:`split_items`).
+        test_fraction: fraction of all items held out for test, in ``[0, 1)`` (:func:`split_items`).
+        n_folds: k-fold mode: the test items are set aside first, the rest is dealt into ``n_folds``
+            stratified, grouped folds and fold ``fold`` is validation; ``None``: fractions
+            (:func:`split_items`).
+        fold: the validation fold in k-fold mode, ``0 <= fold < n_folds``; ignored without ``n_folds``.
+        labeled: training items that keep their mask: a count (int) or a fraction (float, ``0.04`` for
+            4%) (:func:`partition_training`).
+        class_only: training items among the others that keep only their class: count, fraction or
+            ``"rest"`` (:func:`partition_training`). ``labeled`` and ``class_only`` both ``None``: no
+            partition; training items get no ``supervision`` key (all fully supervised).
+
+    The settings that do not depend on the items (ranges, types, fractions summing below 1, ``fold``
+    within ``n_folds``) are checked on construction (``ValueError``), before any file is converted;
+    counts larger than the items available are found when the options are applied.
+    """
+
+    seed: int = 0
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    n_folds: int | None = None
+    fold: int = 0
+    labeled: int | float | None = None
+    class_only: int | float | str | None = None
+
+    def __post_init__(self) -> None:
+        _check_split_settings(self.val_fraction, self.test_fraction, self.n_folds, self.fold)
+        _check_partition_settings(self.labeled, self.class_only)
+
+    @classmethod
+    def resolve(cls, split: SplitOptions | None = None, /, **kwargs: Any) -> SplitOptions:
+        """The options of ``split`` (default: ``SplitOptions()``) with the fields in ``kwargs`` replaced.
+
+        This is how functions taking ``split=None, **split_kwargs`` build their options: keywords are
+        merged into ``split`` and win over its values (``resolve(SplitOptions(seed=1), seed=2).seed == 2``).
+
+        Raises:
+            TypeError: a keyword that is not a field of :class:`SplitOptions` (named), or ``split`` that is
+                not a :class:`SplitOptions`.
+            ValueError: bad values (see the class docstring).
+        """
+        if split is None:
+            split = cls()
+        elif not isinstance(split, SplitOptions):
+            raise TypeError(f"split must be a SplitOptions, got {type(split).__name__}")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in kwargs if k not in fields]
+        if unknown:
+            raise TypeError(
+                f"unexpected keyword argument{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(k) for k in unknown)} (split options are: {', '.join(fields)})"
+            )
+        return dataclasses.replace(split, **kwargs) if kwargs else split
+
+    @property
+    def partitions(self) -> bool:
+        """Whether the training set is partitioned (``labeled`` or ``class_only`` is set)."""
+        return self.labeled is not None or self.class_only is not None
+
+    def record(self) -> dict[str, Any]:
+        """The settings as stored under ``"split"`` in ``datalist.json`` and ``summary.json``."""
+        params: dict[str, Any] = {"seed": self.seed, "test_fraction": self.test_fraction}
+        if self.n_folds is None:
+            params["val_fraction"] = self.val_fraction
+        else:
+            params.update(n_folds=self.n_folds, fold=self.fold)
+        if self.partitions:
+            params.update(labeled=self.labeled, class_only=self.class_only)
+        return params
+
+    def partition(self, training: list[dict], *, stratify_key: str | None = "class") -> list[dict]:
+        """:func:`partition_training` of ``training`` with these settings (the items unchanged without)."""
+        if not self.partitions:
+            return training
+        return partition_training(
+            training, labeled=self.labeled, class_only=self.class_only, seed=self.seed, stratify_key=stratify_key
+        )
+
+    def apply(
+        self, items: list[dict], *, stratify_key: str | None = "class", group_key: str | None = "case_id"
+    ) -> dict[str, list[dict]]:
+        """Split ``items`` (:func:`split_items`), then partition the training part (:meth:`partition`).
+
+        Returns:
+            New item dicts per section: ``{"training": [...], "validation": [...], "test": [...]}``.
+        """
+        parts = split_items(
+            items,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            seed=self.seed,
+            stratify_key=stratify_key,
+            group_key=group_key,
+            n_folds=self.n_folds,
+            fold=self.fold,
+        )
+        parts["training"] = self.partition(parts["training"], stratify_key=stratify_key)
+        return parts

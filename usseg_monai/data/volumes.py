@@ -28,6 +28,7 @@ import numpy as np
 
 from usseg_monai.data.io import DatasetError, load_volume
 from usseg_monai.data.prepared import PreparedDatasetWriter, safe_item_id
+from usseg_monai.data.splits import SplitOptions
 
 __all__ = ["VOLUME_EXTENSIONS", "LABEL_SUFFIXES", "pair_volumes", "prepare_volumes"]
 
@@ -106,14 +107,9 @@ def prepare_volumes(
     output_dir: str | os.PathLike,
     *,
     overwrite: bool = False,
-    seed: int = 0,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
-    n_folds: int | None = None,
-    fold: int = 0,
-    labeled: int | float | None = None,
-    class_only: int | float | str | None = None,
     label_value: int | Sequence[int] | None = None,
+    split: SplitOptions | None = None,
+    **split_kwargs: Any,
 ) -> dict[str, Any]:
     """Convert 3D image/label pairs to ``.nii.gz`` with their geometry, plus datalist and summary.
 
@@ -121,12 +117,11 @@ def prepare_volumes(
         source: folder of volume pairs (see the module docstring). Never written to.
         output_dir: output folder (empty unless ``overwrite``).
         overwrite: allow a non-empty output folder.
-        seed, val_fraction, test_fraction, n_folds, fold: split settings (one group per pair), see
-            :func:`usseg_monai.data.splits.split_items`.
-        labeled, class_only: optional partition of the training set (no classes here, so
-            ``class_only`` must stay ``None``).
         label_value: keep only voxels whose label equals this value (or one of these values) as
             lesion; default: every non-zero label.
+        split, **split_kwargs: split (one group per pair) and optional partition of the training set,
+            see :class:`usseg_monai.data.splits.SplitOptions` (no classes here, so ``class_only`` must
+            stay ``None``).
 
     Returns:
         The summary written to ``summary.json`` (``label_values`` lists each pair's label values).
@@ -135,6 +130,7 @@ def prepare_volumes(
         DatasetError: missing source, no pairs, an unreadable file, or image and label that differ in
             size, spacing, direction or origin (naming both files).
     """
+    opts = SplitOptions.resolve(split, **split_kwargs)
     src = Path(source)
     if not src.is_dir():
         raise DatasetError(f"volume source folder not found: {src}")
@@ -179,13 +175,7 @@ def prepare_volumes(
         )
         logger.info("volumes: %s %s spacing %s mm", item_id, img.shape, np.round(gi["spacing"], 4).tolist())
     return writer.finalize(
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        n_folds=n_folds,
-        fold=fold,
-        labeled=labeled,
-        class_only=class_only,
+        split=opts,
         summary_extra={
             "label_values": label_values,
             "label_value": None if values is None else values.tolist(),
