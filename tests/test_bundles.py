@@ -400,7 +400,11 @@ def test_ckpt_export_torchscript_matches_eager(trained, tmp_path):
     ]  # fmt: skip
     r = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    scripted = torch.jit.load(str(ts), map_location="cpu").eval()
+    # MONAI embeds metadata.json as is (ckpt_export adds no version values) and each config file, as JSON
+    extra = {"metadata.json": "", "inference.json": ""}
+    scripted = torch.jit.load(str(ts), map_location="cpu", _extra_files=extra).eval()
+    assert json.loads(extra["metadata.json"]) == json.loads((bundle / "configs" / "metadata.json").read_text())
+    assert json.loads(extra["inference.json"]) == json.loads((bundle / "configs" / "inference.json").read_text())
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.json"))
     net = parser.get_parsed_content("network_def")

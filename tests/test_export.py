@@ -121,7 +121,8 @@ def test_exported_program_matches_eager_dynamic_batch_and_size(exported):
 def test_inference_from_exported_program_writes_the_same_masks(exported, tmp_path):
     bundle, work, dataset, ckpt, pt2 = exported
     d = bundle_spatial_dims(bundle)
-    common = {"bundle_root": str(work), "dataset_dir": str(dataset), "image_size": EXPORT_SIZE[d], "ckpt_path": str(ckpt)}
+    common = {"bundle_root": str(work), "dataset_dir": str(dataset), "image_size": EXPORT_SIZE[d]}
+    common["ckpt_path"] = str(ckpt)
     out_eager, out_pt2 = tmp_path / "eager", tmp_path / "pt2"
     wf = _workflow(bundle, ["inference.json"], "infer", **common, output_dir=str(out_eager))
     wf.initialize()
@@ -204,3 +205,8 @@ def test_export_cli_errors_name_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "wrong.pt" in err and "does not fit" in err
     assert not (tmp_path / "m.pt2").exists()
+    # the same through the ``usseg export`` subcommand
+    from usseg_monai.cli import main as usseg_main
+
+    assert usseg_main(["export", "-q"] + args + ["--ckpt_file", str(tmp_path / "missing.pt")]) == 2
+    assert "usseg export: error:" in capsys.readouterr().err

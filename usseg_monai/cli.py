@@ -45,6 +45,7 @@ SUBCOMMANDS: list[str | tuple[str, str, str]] = [
         "train a bundle at a named budget, score it on a test datalist, write results.json",
         "usseg_monai.benchmark:add_benchmark_parser",
     ),
+    ("export", "export a bundle checkpoint with torch.export to a .pt2 file", "usseg_monai.export:add_export_parser"),
 ]
 
 

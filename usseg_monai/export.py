@@ -317,8 +317,11 @@ def _export_from_args(args: argparse.Namespace) -> Path:
 
 def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     """``usseg export``: a bundle checkpoint to a ``torch.export`` ``.pt2`` file (dynamic batch and spatial size)."""
+    from usseg_monai.cli import common_options
+
     p = subparsers.add_parser(
         "export",
+        parents=[common_options()],
         help="export a bundle checkpoint with torch.export to a .pt2 file (dynamic batch and spatial size)",
         description=__doc__.split("\n\n")[0],
     )
