@@ -247,6 +247,12 @@ def test_infer_returns_the_lesion_mask(server: Server, tmp_path):
             assert pred.shape == image.shape
         if server.dims == 2:
             assert pred.dtype == np.uint8, pred.dtype
+        else:  # the volume's geometry: voxel size as in the study's header, integer labels on disk
+            import nibabel as nib
+
+            got, ref = nib.load(str(out)), nib.load(str(server.studies / f"{case}{server.ext}"))
+            assert got.get_data_dtype() == np.uint8, got.get_data_dtype()
+            np.testing.assert_allclose(got.header.get_zooms()[:3], ref.header.get_zooms()[:3], rtol=1e-5)
         assert set(np.unique(pred)) <= {0, 1}, np.unique(pred)
         p = pred > 0
         assert p.any(), f"{case}: empty prediction"
