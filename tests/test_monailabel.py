@@ -294,3 +294,29 @@ def test_train_writes_a_checkpoint(server: Server):
     ckpt = torch.load(models / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert ckpt["trainer"]["max_epochs"] == 1 and ckpt["trainer"]["iteration"] > 0, ckpt["trainer"]
     assert set(ckpt) >= {"model", "optimizer", "lr_scheduler", "trainer"}
+
+
+def test_package_imports_with_numpy1_and_pydicom2(monailabel_venv):
+    """Every usseg_monai module imports in the MONAI Label environment (numpy 1.26, pydicom 2.4.4)."""
+    code = (
+        "import importlib, json, pkgutil, numpy, pydicom, usseg_monai\n"
+        "bad = {}\n"
+        "for m in pkgutil.walk_packages(usseg_monai.__path__, 'usseg_monai.'):\n"
+        "    try:\n"
+        "        importlib.import_module(m.name)\n"
+        "    except Exception as e:\n"
+        "        bad[m.name] = repr(e)\n"
+        "print(json.dumps({'numpy': numpy.__version__, 'pydicom': pydicom.__version__,\n"
+        "                  'file': usseg_monai.__file__, 'failed': bad}))\n"
+    )
+    r = subprocess.run(
+        [str(monailabel_venv / "bin" / "python"), "-c", code], env=_env(), capture_output=True, text=True,
+        timeout=300, cwd=monailabel_venv,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["numpy"].startswith("1.26."), res["numpy"]
+    assert res["pydicom"] == "2.4.4", res["pydicom"]
+    # the editable install points at this checkout
+    assert Path(res["file"]).resolve().is_relative_to(REPO_ROOT.resolve()), res["file"]
+    assert res["failed"] == {}, res["failed"]
