@@ -35,7 +35,20 @@ from bundle_utils import REPO_ROOT, bundle_dirs, bundle_spatial_dims, make_tiny_
 
 from usseg_monai.data.io import load_png, load_volume
 
-pytestmark = pytest.mark.slow
+# MONAI Label 0.8.5 imports torchvision at start-up, and no CPU build of torchvision is reachable from this
+# project's package index: the only pair that works is PyPI's CUDA build of torch + torchvision (~7.7 GB,
+# requirements-monailabel.txt). The project's rule is that the default test path never pulls CUDA builds,
+# so this integration test runs only when asked for: USSEG_MONAILABEL_TESTS=1 bash scripts/test.sh
+# tests/test_monailabel.py (see docs/monailabel.md).
+RUN_MONAILABEL = os.environ.get("USSEG_MONAILABEL_TESTS", "") == "1"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not RUN_MONAILABEL,
+        reason="MONAI Label integration is opt-in (USSEG_MONAILABEL_TESTS=1): its environment needs PyPI's CUDA "
+        "torch/torchvision pair (~7.7 GB), kept out of the default test path",
+    ),
+]
 
 BUNDLES = bundle_dirs()
 IDS = [b.name for b in BUNDLES]
