@@ -17,7 +17,6 @@ Segment 0 is the long axis, segment 1 the short axis, segment 2 (3D) the third a
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from usseg_monai.data.io import DatasetError, atomic_write_json
+from usseg_monai.data.io import DatasetError, atomic_write_json, read_json
 
 __all__ = [
     "CALIPER_FORMAT",
@@ -267,10 +266,5 @@ def load_calipers(path: str | os.PathLike, validate: bool = True,
                   angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> CaliperAnnotation:
     """Read a caliper JSON file; errors name the file and the field."""
     p = Path(path)
-    if not p.is_file():
-        raise DatasetError(f"caliper file not found: {p}")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"caliper file {p} is not valid JSON: {e}") from e
+    data = read_json(p, "caliper file")
     return CaliperAnnotation.from_dict(data, where=str(p), validate=validate, angle_tolerance=angle_tolerance)

@@ -30,6 +30,7 @@ __all__ = [
     "load_volume",
     "write_datalist",
     "load_datalist",
+    "read_json",
     "cache_dir",
     "DATALIST_SECTIONS",
 ]
@@ -233,6 +234,17 @@ def write_datalist(output_dir: str | os.PathLike, datalist: dict[str, Any], name
     return atomic_write_json(Path(output_dir) / name, datalist)
 
 
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Read a JSON file; a missing file or invalid JSON raises :class:`DatasetError` naming ``what`` and the path."""
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"{what} not found: {p}")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{what} {p} is not valid JSON: {e}") from e
+
+
 def load_datalist(path: str | os.PathLike, check_files: bool = True) -> dict[str, Any]:
     """Read and validate a datalist JSON; with ``check_files`` every named file must exist.
 
@@ -240,12 +252,7 @@ def load_datalist(path: str | os.PathLike, check_files: bool = True) -> dict[str
         DatasetError: unreadable JSON, missing sections/keys, or missing files (named in the message).
     """
     p = Path(path)
-    if not p.is_file():
-        raise DatasetError(f"datalist not found: {p}")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"datalist {p} is not valid JSON: {e}") from e
+    data = read_json(p, "datalist")
     _validate_datalist(data, p, base_dir=p.parent if check_files else None)
     return data
 
