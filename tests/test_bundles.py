@@ -521,6 +521,27 @@ def test_load_datalist_section_absolute_paths_and_extra_keys(tmp_path):
     assert items == [{"image": str(data / "images" / "case_003.png")}]
 
 
+def test_load_datalist_section_keep_keys_makes_items_uniform(tmp_path):
+    """Inference loads only image + spacing: items whose extra fields differ (as DDTI's do) collate in a batch."""
+    from monai.data import list_data_collate
+
+    from usseg_monai.data.datalist import load_datalist_section
+
+    data = make_tiny_dataset(tmp_path / "d", spatial_dims=2, counts=(2, 1, 0))
+    dl = json.loads((data / "datalist.json").read_text())
+    dl["training"][0].update({"tirads": "4a", "age": 37})  # report fields on one item only
+    (data / "datalist.json").write_text(json.dumps(dl))
+    full = load_datalist_section(data / "datalist.json", "training")
+    assert set(full[0]) != set(full[1])
+    kept = load_datalist_section(data / "datalist.json", "training", keep_keys=("image", "spacing"))
+    assert [set(i) for i in kept] == [{"image", "spacing"}] * 2
+    assert kept[0]["image"] == str(data / "images" / "case_000.png")  # paths still made absolute
+    assert list_data_collate(kept)["image"] == [i["image"] for i in kept]
+    for bundle in BUNDLES:
+        conf = json.loads((bundle / "configs" / "inference.json").read_text())
+        assert "keep_keys=['image', 'spacing']" in conf["datalist"], bundle.name
+
+
 def test_load_datalist_section_errors(tmp_path):
     from usseg_monai.data.datalist import load_datalist_section
 

@@ -35,6 +35,7 @@ def load_datalist_section(
     base_dir: str | os.PathLike | None = None,
     path_keys: Sequence[str] = PATH_KEYS,
     check_files: bool = True,
+    keep_keys: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Return the items of one datalist section with absolute file paths.
 
@@ -48,6 +49,9 @@ def load_datalist_section(
         base_dir: folder relative paths are resolved against; default: the datalist's folder.
         path_keys: item keys holding file paths; present ones are made absolute (and checked).
         check_files: every path named by a returned item must be an existing file.
+        keep_keys: when given, returned items hold only these keys (those present): e.g. inference keeps
+            ``("image", "spacing")`` so that per-dataset extras (DDTI's report fields, BUSI's source names)
+            never reach batching, whatever keys another dataset adds.
 
     Returns:
         new dicts (the datalist is not modified), other keys (``spacing``, ``class``, ``case_id``, ...) kept.
@@ -82,7 +86,7 @@ def load_datalist_section(
                     f"{path}: {data_list_key}[{i}] ({item['image']}) has no 'label' but this workflow needs a mask "
                     "for every item (use labeled_only to train on the labelled items only)"
                 )
-        new = dict(item)
+        new = dict(item) if keep_keys is None else {k: item[k] for k in keep_keys if k in item}
         for key in path_keys:
             if key not in new:
                 continue
