@@ -36,14 +36,16 @@ def load_datalist_section(
     path_keys: Sequence[str] = PATH_KEYS,
     check_files: bool = True,
     keep_keys: Sequence[str] | None = None,
+    label_key: str = "label",
 ) -> list[dict[str, Any]]:
     """Return the items of one datalist section with absolute file paths.
 
     Args:
         data_list_file_path: the datalist JSON.
         data_list_key: the section to load (``"training"``, ``"validation"``, ``"test"`` or any list-valued key).
-        require_label: every item must have a ``label`` (mask) file; an item without one is an error.
-        labeled_only: drop items without ``label`` instead (e.g. the fully supervised baseline trained on
+        require_label: every item must have a ``label_key`` entry (by default the ``label`` mask file); an item
+            without one is an error.
+        labeled_only: drop items without ``label_key`` instead (e.g. the fully supervised baseline trained on
             the mask-supervised part of a partitioned training list); takes precedence over ``require_label``
             for the check, but the section must still hold at least one labelled item.
         base_dir: folder relative paths are resolved against; default: the datalist's folder.
@@ -52,6 +54,9 @@ def load_datalist_section(
         keep_keys: when given, returned items hold only these keys (those present): e.g. inference keeps
             ``("image", "spacing")`` so that per-dataset extras (DDTI's report fields, BUSI's source names)
             never reach batching, whatever keys another dataset adds.
+        label_key: the key holding the annotation this workflow trains from: ``"label"`` (a mask) for the
+            supervised bundles, ``"calipers"`` (a caliper JSON file) for CRBNet, which never reads masks in
+            training.
 
     Returns:
         new dicts (the datalist is not modified), other keys (``spacing``, ``class``, ``case_id``, ...) kept.
@@ -77,14 +82,15 @@ def load_datalist_section(
     for i, item in enumerate(items):
         if not isinstance(item, dict) or "image" not in item:
             raise DatasetError(f"{path}: {data_list_key}[{i}] has no 'image' key")
-        if "label" not in item:
+        if label_key not in item:
             if labeled_only:
                 dropped += 1
                 continue
             if require_label:
+                what = "a mask" if label_key == "label" else f"a '{label_key}' entry"
                 raise DatasetError(
-                    f"{path}: {data_list_key}[{i}] ({item['image']}) has no 'label' but this workflow needs a mask "
-                    "for every item (use labeled_only to train on the labelled items only)"
+                    f"{path}: {data_list_key}[{i}] ({item['image']}) has no '{label_key}' but this workflow needs "
+                    f"{what} for every item (use labeled_only to train on the items that have one)"
                 )
         new = dict(item) if keep_keys is None else {k: item[k] for k in keep_keys if k in item}
         for key in path_keys:
@@ -97,7 +103,7 @@ def load_datalist_section(
             new[key] = str(p)
         out.append(new)
     if not out:
-        raise DatasetError(f"{path}: section '{data_list_key}' has no item with a 'label' ({dropped} without)")
+        raise DatasetError(f"{path}: section '{data_list_key}' has no item with a '{label_key}' ({dropped} without)")
     if dropped:
-        logger.info("%s: %s: %d of %d items without 'label' left out", path, data_list_key, dropped, len(items))
+        logger.info("%s: %s: %d of %d items without '%s' left out", path, data_list_key, dropped, len(items), label_key)
     return out
