@@ -29,6 +29,11 @@ TINY_SIZE = {2: [32, 32], 3: [32, 32, 16]}
 CASE_METRICS = ("dice", "iou", "hd95_mm", "asd_mm", "recall", "precision", "specificity", "accuracy")
 
 
+def train_label_key(bundle: Path) -> str:
+    """The datalist key a bundle trains from: ``label`` (masks) or e.g. ``calipers`` (CRBNet)."""
+    return json.loads((bundle / "configs" / "train.json").read_text())["train_label_key"]
+
+
 def _tiny_overrides(bundle: Path, work: Path, dataset: Path) -> dict:
     d = bundle_spatial_dims(bundle)
     return {
@@ -184,8 +189,9 @@ def test_labeled_only_switch(bundle: Path, tmp_path):
     from monai.bundle import ConfigParser
 
     data = make_tiny_dataset(tmp_path / "d", spatial_dims=bundle_spatial_dims(bundle), counts=(3, 1, 0))
+    key = train_label_key(bundle)
     dl = json.loads((data / "datalist.json").read_text())
-    del dl["training"][0]["label"]
+    del dl["training"][0][key]
     dl["training"][0]["supervision"] = "class"
     (data / "datalist.json").write_text(json.dumps(dl))
     for value, expected in ((True, 2), ("true", 2), ("False", None)):
@@ -200,7 +206,7 @@ def test_labeled_only_switch(bundle: Path, tmp_path):
             items = parser.get_parsed_content("train_datalist")
             ext = ".png" if bundle_spatial_dims(bundle) == 2 else ".nii.gz"
             assert [Path(i["image"]).name for i in items] == [f"case_001{ext}", f"case_002{ext}"]
-            assert len(items) == expected and all("label" in i for i in items)
+            assert len(items) == expected and all(key in i for i in items)
 
 
 # ---------------------------------------------------------------------------- train -> evaluate -> infer
@@ -491,11 +497,13 @@ def test_wrong_channel_count_is_named(bundle: Path, tmp_path):
 def test_missing_label_is_named(bundle: Path, tmp_path):
     d = bundle_spatial_dims(bundle)
     data = make_tiny_dataset(tmp_path / "data", spatial_dims=d, counts=(2, 1, 0))
+    key = train_label_key(bundle)
     dl = json.loads((data / "datalist.json").read_text())
-    del dl["training"][1]["label"]
+    del dl["training"][1][key]
     (data / "datalist.json").write_text(json.dumps(dl))
     ov = _tiny_overrides(bundle, tmp_path / "work", data)
-    _expect_error(bundle, ov, "training[1] (images/case_001")
+    ext = ".png" if d == 2 else ".nii.gz"
+    _expect_error(bundle, ov, f"training[1] (images/case_001{ext}) has no '{key}'")
 
 
 # ------------------------------------------------------------------------- load_datalist_section (unit)
