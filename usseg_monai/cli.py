@@ -7,6 +7,8 @@ Examples::
     usseg prepare dicom ~/data/us_dicom --output ~/data/us_prepared
     usseg prepare volumes ~/data/volumes --output ~/data/vol_prepared --label-value 1
     usseg prepare phantom --output ~/data/phantom --n-images 40 --spatial-dims 2
+    usseg prepare busi  ~/data/Dataset_BUSI_with_GT --output ~/data/busi_calipers --calipers
+    usseg calipers ~/data/ddti_prepared --output ~/data/ddti_calipers --jitter-mm 0.5
     usseg split --datalist ~/data/busi_prepared/datalist.json --labeled 0.04 \\
         --output ~/data/busi_prepared/datalist_4pct.json
 
@@ -30,7 +32,15 @@ from typing import Any
 from usseg_monai.data.io import DatasetError
 from usseg_monai.data.splits import SplitOptions
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main", "count_or_fraction", "add_split_options", "common_options"]
+__all__ = [
+    "SUBCOMMANDS",
+    "build_parser",
+    "main",
+    "count_or_fraction",
+    "add_split_options",
+    "add_caliper_options",
+    "common_options",
+]
 
 logger = logging.getLogger("usseg_monai.cli")
 
@@ -46,6 +56,11 @@ SUBCOMMANDS: list[str | tuple[str, str, str]] = [
         "usseg_monai.benchmark:add_benchmark_parser",
     ),
     ("export", "export a bundle checkpoint with torch.export to a .pt2 file", "usseg_monai.export:add_export_parser"),
+    (
+        "calipers",
+        "derive caliper JSON files from a dataset's masks into a new dataset folder",
+        "usseg_monai.data.caliper_files:add_calipers_parser",
+    ),
 ]
 
 
@@ -135,6 +150,9 @@ def _split_options(args: argparse.Namespace) -> SplitOptions:
 def _report(summary: dict[str, Any], what: str) -> int:
     per = summary.get("per_split", {})
     extra = f", {summary['skipped']} skipped" if summary.get("skipped") else ""
+    cal = summary.get("calipers")
+    if cal:
+        extra += f", {cal['files']} caliper files ({cal['lesions']} lesions, {cal['empty_annotations']} without lesion)"
     print(
         f"{what}: {summary.get('n_items', 0)} images ("
         + ", ".join(f"{k} {v}" for k, v in per.items())
@@ -144,9 +162,51 @@ def _report(summary: dict[str, Any], what: str) -> int:
 
 
 # ---------------------------------------------------------------- prepare
+def add_caliper_options(p: argparse.ArgumentParser, always: bool = False) -> None:
+    """``--calipers`` / ``--caliper-jitter-mm`` / ``--caliper-min-voxels`` of ``usseg prepare <dataset>``."""
+    from usseg_monai.data.prepared import DEFAULT_CALIPER_MIN_VOXELS
+
+    g = p.add_argument_group("calipers (caliper-supervised bundles)")
+    g.add_argument(
+        "--calipers",
+        action="store_true",
+        help="(always on for the phantom) also write calipers/<id>.json, the calipers a clinician would draw "
+        "on each mask (an empty mask: no lesion), and the datalist key 'calipers'"
+        if always
+        else "also write calipers/<id>.json, the calipers a clinician would draw on each mask (an empty mask: "
+        "no lesion), and the datalist key 'calipers'",
+    )
+    g.add_argument(
+        "--caliper-jitter-mm",
+        type=float,
+        default=0.0,
+        help="simulated reader variability: std (mm) of the caliper endpoint moves (default 0, exact)",
+    )
+    g.add_argument(
+        "--caliper-min-voxels",
+        type=int,
+        default=DEFAULT_CALIPER_MIN_VOXELS,
+        help=f"mask components smaller than this are speckle and get no calipers (default {DEFAULT_CALIPER_MIN_VOXELS})",
+    )
+
+
+def _caliper_context(args: argparse.Namespace, always: bool = False) -> Any:
+    """The :func:`~usseg_monai.data.prepared.caliper_defaults` block of the caliper options in ``args``."""
+    from usseg_monai.data.prepared import caliper_defaults
+
+    enabled = always or bool(getattr(args, "calipers", False))
+    return caliper_defaults(
+        enabled,
+        jitter_mm=getattr(args, "caliper_jitter_mm", 0.0),
+        seed=getattr(args, "seed", 0),
+        min_voxels=getattr(args, "caliper_min_voxels", 20),
+    )
+
+
 def _prepare(what: str, prepare: Callable[..., dict[str, Any]], args: argparse.Namespace, **options: Any) -> int:
-    """Run converter ``prepare`` with the source, output, overwrite and split options of ``args``."""
-    summary = prepare(args.source, args.output, overwrite=args.overwrite, split=_split_options(args), **options)
+    """Run converter ``prepare`` with the source, output, overwrite, split and caliper options of ``args``."""
+    with _caliper_context(args):
+        summary = prepare(args.source, args.output, overwrite=args.overwrite, split=_split_options(args), **options)
     return _report(summary, what)
 
 
@@ -195,7 +255,8 @@ def _run_phantom(args: argparse.Namespace) -> int:
         if len(args.size) not in (1, dims):
             raise ValueError(f"--size needs 1 or {dims} numbers for {dims}D, got {args.size}")
         kw["image_size"] = tuple(args.size) * dims if len(args.size) == 1 else tuple(args.size)
-    summary = prepare_phantom(args.output, **kw)
+    with _caliper_context(args, always=True):
+        summary = prepare_phantom(args.output, **kw)
     return _report(summary if isinstance(summary, dict) else {"output": args.output}, "phantom")
 
 
@@ -222,6 +283,7 @@ def _converter(
     p.add_argument("-o", "--output", required=True, help="output folder (created; must be empty unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder (replaces files)")
     add_split_options(p)
+    add_caliper_options(p)
     p.set_defaults(func=func)
     return p
 
@@ -310,6 +372,7 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> None:
     ph.add_argument("--val-fraction", type=_fraction, default=0.2, help="fraction for validation (default 0.2)")
     ph.add_argument("--test-fraction", type=_fraction, default=0.0, help="fraction held out as test (default 0)")
     ph.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_caliper_options(ph, always=True)
     ph.set_defaults(func=_run_phantom)
 
 

@@ -48,6 +48,7 @@ from usseg_monai.data.splits import SplitOptions
 __all__ = [
     "PHANTOM_CLASSES",
     "PHANTOM_MODEL_REVISION",
+    "PHANTOM_LAYOUT_REVISION",
     "DEFAULT_IMAGE_SIZE",
     "DEFAULT_N_IMAGES",
     "RAYLEIGH_SNR",
@@ -69,6 +70,9 @@ PHANTOM_CLASSES: tuple[str, ...] = ("benign", "malignant", "normal")
 
 PHANTOM_MODEL_REVISION = 1
 """Bumped whenever the generated images change for a given seed; part of the cache key."""
+
+PHANTOM_LAYOUT_REVISION = 2
+"""Bumped whenever the prepared folder's layout changes (2: ``calipers/<id>.json``); part of the cache key."""
 
 DEFAULT_IMAGE_SIZE: dict[int, tuple[int, ...]] = {2: (128, 128), 3: (64, 64, 32)}
 """Default ``image_size`` per spatial dimensionality, ``(x, y[, z])``."""
@@ -817,6 +821,8 @@ def prepare_phantom(
     seed: int = 0,
     overwrite: bool = False,
     class_fractions: Sequence[float] = (0.45, 0.35, 0.2),
+    caliper_jitter_mm: float | None = None,
+    caliper_seed: int | None = None,
     split: SplitOptions | None = None,
     **split_kwargs: Any,
 ) -> dict[str, Any]:
@@ -824,8 +830,10 @@ def prepare_phantom(
 
     Images are written by :class:`usseg_monai.data.prepared.PreparedDatasetWriter`: 2D PNG (mask 0/255),
     3D NIfTI with spacing; every datalist item carries ``spacing`` (mm), ``class`` and ``phantom_seed`` (the
-    seed that regenerates it with :func:`generate_phantom`). The generator parameters of every item are
-    also written to ``phantom_params.json``.
+    seed that regenerates it with :func:`generate_phantom`), and ``calipers``: ``calipers/<id>.json``, the
+    calipers derived from its mask (always; a "normal" image gets an annotation without lesions), so that
+    caliper-supervised bundles train on the phantom out of the box. The generator parameters of every item
+    are also written to ``phantom_params.json``.
 
     Args:
         output_dir: output folder (created; must be empty unless ``overwrite``).
@@ -836,6 +844,9 @@ def prepare_phantom(
         seed: seeds the images and (unless ``split`` gives another) the split.
         overwrite: allow a non-empty output folder.
         class_fractions: fractions of benign, malignant, normal images (normalised).
+        caliper_jitter_mm, caliper_seed: simulated reader variability of the calipers (mm) and its seed, see
+            :class:`usseg_monai.data.prepared.CaliperDerivation`; ``None``: the enclosing
+            :func:`~usseg_monai.data.prepared.caliper_defaults`, else exact calipers.
         split, **split_kwargs: split (stratified by class) and optional partition, see
             :class:`usseg_monai.data.splits.SplitOptions`; default ``SplitOptions(seed=seed,
             val_fraction=0.25)``, keywords override it (e.g. ``val_fraction=0.2``).
@@ -868,6 +879,9 @@ def prepare_phantom(
             f"{PHANTOM_MODEL_REVISION}): {'x'.join(map(str, size))} px, seed {seed}"
         ),
         classes=list(PHANTOM_CLASSES),
+        calipers=True,
+        caliper_jitter_mm=caliper_jitter_mm,
+        caliper_seed=caliper_seed,
     )
     all_params: dict[str, Any] = {}
     for ci, (class_name, count) in enumerate(zip(PHANTOM_CLASSES, counts)):
@@ -896,13 +910,16 @@ def prepare_phantom(
 
 
 def phantom_dataset_key(spatial_dims: int, n_images: int, image_size: Sequence[int], seed: int) -> str:
-    """Cache key of a phantom dataset: its parameters, the usseg_monai version and the model revision."""
+    """Cache key of a phantom dataset: its parameters, the usseg_monai version, the model and layout revisions."""
     import re
 
     from usseg_monai import __version__
 
     version = re.sub(r"[^A-Za-z0-9.]+", "_", __version__)
-    return f"n{n_images}_{'x'.join(str(int(s)) for s in image_size)}_seed{seed}_v{version}_r{PHANTOM_MODEL_REVISION}"
+    return (
+        f"n{n_images}_{'x'.join(str(int(s)) for s in image_size)}_seed{seed}_v{version}_r{PHANTOM_MODEL_REVISION}"
+        f"_l{PHANTOM_LAYOUT_REVISION}"
+    )
 
 
 def _complete(folder: Path) -> bool:

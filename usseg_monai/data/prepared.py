@@ -4,21 +4,29 @@ Every converter (BUSI, DDTI, DICOM, volumes) and the phantom generator builds it
 :class:`PreparedDatasetWriter`, so all prepared datasets share one layout (``docs/conventions.md``):
 
 ```
-<out>/datalist.json  summary.json  images/<id>.png|.nii.gz  labels/<id>.png|.nii.gz
+<out>/datalist.json  summary.json  images/<id>.png|.nii.gz  labels/<id>.png|.nii.gz  [calipers/<id>.json]
 ```
 
 2D images are 8-bit grayscale PNG and masks PNG 0/255; 3D images and masks are NIfTI (``.nii.gz``)
 keeping spacing (mm), origin and direction, masks uint8 0/1. Arrays are given in MONAI index order
-``(x, y[, z])``.
+``(x, y[, z])``. With caliper derivation on (``calipers=True`` or inside :func:`caliper_defaults`), every
+item with a mask also gets ``calipers/<id>.json`` (:func:`usseg_monai.calipers.save_calipers`), the calipers a
+clinician would draw on that mask (an empty mask gives an annotation without lesions), and the datalist key
+``"calipers"``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 import re
 import time
+import zlib
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,9 @@ from usseg_monai.data.io import (
 from usseg_monai.data.splits import SplitOptions
 
 __all__ = [
+    "DEFAULT_CALIPER_MIN_VOXELS",
+    "CaliperDerivation",
+    "caliper_defaults",
     "PreparedDatasetWriter",
     "safe_item_id",
     "apply_split",
@@ -54,6 +65,87 @@ def safe_item_id(text: str) -> str:
     if not out:
         raise DatasetError(f"cannot build an item id from {text!r}")
     return out
+
+
+#: Connected mask components smaller than this many voxels get no calipers (speckle, not a lesion). Real masks
+#: hold a few such blobs: BUSI's mask files have 5 components of 1-5 pixels, the smallest real lesion has 175
+#: pixels; the reference bundles ignore predicted lesions under 20 voxels (``min_lesion_voxels``), so 20 is
+#: the default here too.
+DEFAULT_CALIPER_MIN_VOXELS = 20
+
+
+@dataclass(frozen=True)
+class CaliperDerivation:
+    """How calipers are derived from masks when a dataset is written.
+
+    Attributes:
+        enabled: derive calipers for every item with a mask.
+        jitter_mm: standard deviation (mm, per axis) of simulated reader variability,
+            :func:`usseg_monai.calipers.jitter_calipers`; 0 places the calipers exactly.
+        seed: seed of the jitter; item ``i`` uses the stream ``(seed, crc32(item id))``, so an item's calipers
+            do not depend on the order or number of items.
+        min_voxels: components smaller than this are speckle and get no calipers.
+    """
+
+    enabled: bool = False
+    jitter_mm: float = 0.0
+    seed: int = 0
+    min_voxels: int = DEFAULT_CALIPER_MIN_VOXELS
+
+    def __post_init__(self) -> None:
+        if not (float(self.jitter_mm) >= 0.0):
+            raise ValueError(f"caliper jitter_mm must be >= 0 (mm), got {self.jitter_mm}")
+        if int(self.min_voxels) < 1:
+            raise ValueError(f"caliper min_voxels must be >= 1, got {self.min_voxels}")
+
+    def item_seed(self, item_id: str) -> np.random.Generator:
+        """The jitter generator of one item (independent of the other items)."""
+        return np.random.default_rng(np.random.SeedSequence([int(self.seed), zlib.crc32(item_id.encode())]))
+
+    def derive(self, mask: np.ndarray, spacing: Any, item_id: str, where: str) -> tuple[Any, int]:
+        """``(annotation, n_small)``: the calipers of ``mask`` and how many components were too small."""
+        from usseg_monai.calipers import calipers_from_mask, label_lesions
+
+        _, _, sizes = label_lesions(mask)
+        ann = calipers_from_mask(
+            mask,
+            spacing,
+            allow_empty=True,
+            min_voxels=int(self.min_voxels),
+            jitter_mm=float(self.jitter_mm),
+            seed=self.item_seed(item_id),
+            where=where,
+        )
+        ann.meta = {"derived_from": "mask", "min_voxels": int(self.min_voxels), "jitter_mm": float(self.jitter_mm)}
+        if self.jitter_mm > 0:
+            ann.meta["seed"] = int(self.seed)
+        return ann, int((sizes < int(self.min_voxels)).sum())
+
+
+_CALIPER_DEFAULTS: contextvars.ContextVar[CaliperDerivation] = contextvars.ContextVar(
+    "usseg_caliper_defaults", default=CaliperDerivation()
+)
+
+
+@contextlib.contextmanager
+def caliper_defaults(
+    enabled: bool = True,
+    jitter_mm: float = 0.0,
+    seed: int = 0,
+    min_voxels: int = DEFAULT_CALIPER_MIN_VOXELS,
+) -> Iterator[CaliperDerivation]:
+    """Make every :class:`PreparedDatasetWriter` created inside the block derive calipers (unless told otherwise).
+
+    This is how ``usseg prepare <dataset> --calipers`` reaches the writer a converter builds internally::
+
+        with caliper_defaults(jitter_mm=0.5):
+            prepare_busi(src, out)   # out/calipers/<id>.json for every image with a mask
+    """
+    token = _CALIPER_DEFAULTS.set(CaliperDerivation(enabled, jitter_mm, seed, min_voxels))
+    try:
+        yield _CALIPER_DEFAULTS.get()
+    finally:
+        _CALIPER_DEFAULTS.reset(token)
 
 
 def _float_list(values: Any) -> list[float]:
@@ -79,6 +171,10 @@ class PreparedDatasetWriter:
         classes: class names in class-index order, if known in advance (else given to :meth:`finalize`
             or taken as the sorted class names seen).
         modality: datalist ``modality`` field.
+        calipers: derive ``calipers/<id>.json`` from every mask (see :class:`CaliperDerivation`); ``None``: the
+            enclosing :func:`caliper_defaults` (off outside one).
+        caliper_jitter_mm, caliper_seed, caliper_min_voxels: see :class:`CaliperDerivation`; ``None``: the
+            enclosing :func:`caliper_defaults` (0 mm, seed 0, :data:`DEFAULT_CALIPER_MIN_VOXELS`).
     """
 
     def __init__(
@@ -92,6 +188,10 @@ class PreparedDatasetWriter:
         description: str = "",
         classes: list[str] | None = None,
         modality: str = "US",
+        calipers: bool | None = None,
+        caliper_jitter_mm: float | None = None,
+        caliper_seed: int | None = None,
+        caliper_min_voxels: int | None = None,
     ) -> None:
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -110,6 +210,14 @@ class PreparedDatasetWriter:
         self._ids: set[str] = set()
         self._start = time.monotonic()
         self._ext = ".png" if spatial_dims == 2 else ".nii.gz"
+        given = {
+            "enabled": calipers,
+            "jitter_mm": caliper_jitter_mm,
+            "seed": caliper_seed,
+            "min_voxels": caliper_min_voxels,
+        }
+        self.caliper_derivation = replace(_CALIPER_DEFAULTS.get(), **{k: v for k, v in given.items() if v is not None})
+        self.caliper_counts = Counter()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -195,6 +303,8 @@ class PreparedDatasetWriter:
             item["label"] = label_rel
             if not lab.any():
                 self.empty_masks.append(item_id)
+            if self.caliper_derivation.enabled:
+                item["calipers"] = self._write_calipers(item_id, lab, spacing, f"{where} mask")
         if class_name is not None:
             item["class"] = str(class_name)
             if self.classes is not None:
@@ -213,6 +323,29 @@ class PreparedDatasetWriter:
         if len(self.items) % 100 == 0:
             logger.info("%s: %d items written", self.name or self.output_dir.name, len(self.items))
         return item
+
+    def _write_calipers(self, item_id: str, mask: np.ndarray, spacing: list[float] | None, where: str) -> str:
+        """Derive and write ``calipers/<item_id>.json`` for ``mask``; return its datalist path."""
+        ann, n_small = self.caliper_derivation.derive(mask, spacing, item_id, where)
+        rel = f"calipers/{item_id}.json"
+        from usseg_monai.calipers import save_calipers
+
+        save_calipers(self.output_dir / rel, ann)
+        self.caliper_counts.update(files=1, lesions=len(ann), empty=int(len(ann) == 0), small_components=n_small)
+        return rel
+
+    def caliper_summary(self) -> dict[str, Any] | None:
+        """The ``calipers`` entry of ``summary.json`` (``None`` when calipers are not derived)."""
+        if not self.caliper_derivation.enabled:
+            return None
+        c = self.caliper_counts
+        return {
+            "files": c["files"],
+            "lesions": c["lesions"],
+            "empty_annotations": c["empty"],
+            "small_components_ignored": c["small_components"],
+            **{k: v for k, v in asdict(self.caliper_derivation).items() if k != "enabled"},
+        }
 
     def skip(self, what: str, reason: str) -> None:
         """Record something left out (``what``: file or item; ``reason``: why) and log a warning."""
@@ -276,6 +409,8 @@ class PreparedDatasetWriter:
             skipped_items=list(self.skipped),
             seconds=round(time.monotonic() - self._start, 3),
         )
+        if self.caliper_derivation.enabled:
+            summary["calipers"] = self.caliper_summary()
         if summary_extra:
             summary.update(summary_extra)
         atomic_write_json(self.output_dir / "summary.json", summary)
@@ -314,6 +449,7 @@ def build_summary(
         "n_items": len(all_items),
         "n_cases": len({it.get("case_id", it["image"]) for it in all_items}),
         "n_with_mask": sum("label" in it for it in all_items),
+        "n_with_calipers": sum("calipers" in it for it in all_items),
         "n_with_spacing": sum("spacing" in it for it in all_items),
         "per_split": per_split,
         "per_class": per_class,
