@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from usseg_monai.calipers import calipers_from_mask, save_calipers
 from usseg_monai.data.io import save_png, save_volume, write_datalist
+from usseg_monai.data.prepared import DEFAULT_CALIPER_MIN_VOXELS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLES_DIR = REPO_ROOT / "bundles"
@@ -48,12 +50,16 @@ def make_tiny_dataset(
     spacing: tuple[float, ...] | None = None,
     empty_in_test: bool = True,
     seed: int = 0,
+    calipers: bool = True,
 ) -> Path:
     """Write a tiny prepared dataset (``docs/conventions.md`` layout) and return its folder.
 
     2D: PNG images and 0/255 masks; 3D: NIfTI volumes and 0/1 masks with ``spacing`` in the header and the
     datalist. ``counts`` = (training, validation, test). With ``empty_in_test`` the last test case has an
     empty mask (like a BUSI "normal" image). Shapes differ from case to case (odd sizes) on purpose.
+    With ``calipers`` every item also gets ``calipers/case_<k>.json`` derived from its mask as the prepare-time
+    option does (``allow_empty``: an empty mask gives an annotation without lesions) and the datalist key
+    ``calipers``.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -82,14 +88,17 @@ def make_tiny_dataset(
             else:
                 save_volume(root / "images" / name, image, spacing)
                 save_volume(root / "labels" / name, (mask > 0).astype(np.uint8), spacing)
-            items.append(
-                {
-                    "image": f"images/{name}",
-                    "label": f"labels/{name}",
-                    "case_id": f"case_{k:03d}",
-                    "spacing": list(spacing),
-                }
-            )
+            item = {
+                "image": f"images/{name}",
+                "label": f"labels/{name}",
+                "case_id": f"case_{k:03d}",
+                "spacing": list(spacing),
+            }
+            if calipers:
+                ann = calipers_from_mask(mask > 0, spacing, allow_empty=True, min_voxels=DEFAULT_CALIPER_MIN_VOXELS)
+                save_calipers(root / "calipers" / f"case_{k:03d}.json", ann)
+                item["calipers"] = f"calipers/case_{k:03d}.json"
+            items.append(item)
             k += 1
         datalist[section] = items
     write_datalist(root, datalist)

@@ -29,7 +29,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.utils import ensure_tuple_rep
 
-from usseg_monai.calipers.annotation import DEFAULT_ANGLE_TOLERANCE, CaliperAnnotation, load_calipers
+from usseg_monai.calipers.annotation import DEFAULT_ANGLE_TOLERANCE, CaliperAnnotation, CaliperLesion, load_calipers
 from usseg_monai.calipers.derive import calipers_from_mask, jitter_calipers
 from usseg_monai.calipers.measure import measure_mask
 from usseg_monai.calipers.rasterize import LABEL_NAMES, rasterize_calipers
@@ -57,6 +57,11 @@ __all__ = [
     "CaliperPseudoLabelsDict",
     "MeasureLesionD",
     "MeasureLesionDict",
+    "resample_calipers",
+    "ResampleCalipers",
+    "ResampleCalipersd",
+    "ResampleCalipersD",
+    "ResampleCalipersDict",
 ]
 
 
@@ -388,3 +393,100 @@ CalipersFromMaskD = CalipersFromMaskDict = CalipersFromMaskd
 RandCaliperJitterD = RandCaliperJitterDict = RandCaliperJitterd
 CaliperPseudoLabelsD = CaliperPseudoLabelsDict = CaliperPseudoLabelsd
 MeasureLesionD = MeasureLesionDict = MeasureLesiond
+
+
+def resample_calipers(annotation: CaliperAnnotation, spatial_shape: Sequence[int]) -> CaliperAnnotation:
+    """Map ``annotation`` from its ``image_shape`` grid onto a grid of ``spatial_shape`` with the same field of view.
+
+    Voxel coordinates map as MONAI's :class:`~monai.transforms.Resize` maps voxel centres (``align_corners=False``):
+    ``x_new = (x_old + 0.5) * n_new / n_old - 0.5`` per axis, and the spacing becomes
+    ``spacing * n_old / n_new`` (mm), which is the ``pixdim`` that ``Resize`` writes into the MetaTensor's affine.
+    The physical geometry is unchanged: ``x_new * spacing_new = x_old * spacing_old + const`` per axis, so every
+    segment vector, length (mm) and angle is the same, and endpoints inside ``[-0.5, n_old - 0.5]`` stay inside
+    ``[-0.5, n_new - 0.5]``. An annotation without lesions keeps none.
+
+    Raises:
+        DatasetError: ``spatial_shape`` of another dimension than the annotation, or not positive.
+    """
+    if not isinstance(annotation, CaliperAnnotation):
+        raise TypeError(f"expected a CaliperAnnotation (use LoadCalipersd first), got {type(annotation).__name__}")
+    new = np.asarray([int(s) for s in spatial_shape], dtype=np.float64)
+    old = np.asarray(annotation.image_shape, dtype=np.float64)
+    if new.shape != old.shape:
+        raise DatasetError(
+            f"calipers: cannot resample a {len(old)}D annotation (image_shape {annotation.image_shape}) onto a "
+            f"{len(new)}D grid {[int(s) for s in new]}"
+        )
+    if np.any(new < 1):
+        raise DatasetError(f"calipers: target grid {[int(s) for s in new]} must be positive")
+    scale = new / old
+    lesions = [CaliperLesion((les.segments + 0.5) * scale - 0.5, les.name) for les in annotation.lesions]
+    spacing = tuple(float(s) for s in np.asarray(annotation.spacing) / scale)
+    meta = dict(annotation.meta)
+    meta.setdefault("original_image_shape", list(annotation.image_shape))
+    return CaliperAnnotation(spacing, tuple(int(s) for s in new), lesions, meta)
+
+
+class ResampleCalipers(Transform):
+    """Resample an annotation onto a resized image's grid (:func:`resample_calipers`).
+
+    Put it after :class:`~monai.transforms.Resize` of the image, so that :class:`CaliperPseudoLabels` rasterises
+    the conservative, radical and axis labels at the training resolution: resizing labels rasterised at full
+    resolution with ``nearest`` would lose most of the one-voxel-wide axis mask and jag the ellipses.
+
+    Args:
+        spatial_size: the target grid ``(x, y[, z])``; ``None``: the spatial shape of the ``ref`` image given
+            at call time (a channel-first tensor).
+    """
+
+    def __init__(self, spatial_size: Sequence[int] | None = None) -> None:
+        self.spatial_size = None if spatial_size is None else tuple(int(s) for s in spatial_size)
+
+    def __call__(self, annotation: CaliperAnnotation, ref: Any = None) -> CaliperAnnotation:
+        if ref is not None:
+            shape = tuple(int(s) for s in ref.shape[1:])
+        elif self.spatial_size is not None:
+            shape = self.spatial_size
+        else:
+            raise ValueError("ResampleCalipers needs spatial_size or a reference image")
+        if tuple(annotation.image_shape) == shape:
+            return annotation
+        return resample_calipers(annotation, shape)
+
+
+class ResampleCalipersd(MapTransform):
+    """Dictionary form of :class:`ResampleCalipers`: map the annotation onto ``ref_key``'s (resized) grid.
+
+    Typical chain::
+
+        LoadImaged("image"), EnsureChannelFirstd("image"), ApplySpacingd("image"), LoadCalipersd("calipers"),
+        Resized("image", spatial_size=(256, 256)), ResampleCalipersd("calipers", ref_key="image"),
+        CaliperPseudoLabelsd("calipers", ref_key="image")
+
+    Args:
+        keys: annotation keys.
+        ref_key: channel-first image whose spatial shape is the target grid (``None``: use ``spatial_size``).
+        spatial_size: fixed target grid when ``ref_key`` is ``None``.
+    """
+
+    def __init__(self, keys: KeysCollection = "calipers", ref_key: str | None = "image",
+                 spatial_size: Sequence[int] | None = None, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if ref_key is None and spatial_size is None:
+            raise ValueError("ResampleCalipersd needs ref_key or spatial_size")
+        self.ref_key = ref_key
+        self.op = ResampleCalipers(spatial_size)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            ref = None
+            if self.ref_key is not None:
+                if self.ref_key not in d:
+                    raise KeyError(f"ResampleCalipersd: reference image key {self.ref_key!r} is missing from the item")
+                ref = d[self.ref_key]
+            d[key] = self.op(d[key], ref)
+        return d
+
+
+ResampleCalipersD = ResampleCalipersDict = ResampleCalipersd
