@@ -139,3 +139,66 @@ def test_console_script_help():
     cmd = [sys.executable, "-m", "usseg_monai.cli", "split", "--help"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "--labeled" in res.stdout and "--resplit" in res.stdout
+
+
+def test_prepare_with_calipers_then_split_keeps_them(tmp_path, capsys):
+    from usseg_monai.calipers import load_calipers
+
+    src = make_busi(tmp_path / "src")
+    out = tmp_path / "out"
+    # the tiny BUSI masks are 16-30 px: under the default 20-voxel speckle threshold some would be dropped
+    rc = cli.main(["prepare", "busi", str(src), "-o", str(out), "--calipers", "--caliper-min-voxels", "4", "-q"])
+    assert rc == 0 and "test 0), 7 caliper files (6 lesions, 2 without lesion) ->" in capsys.readouterr().out
+    dl = json.loads((out / "datalist.json").read_text())
+    items = [it for s in ("training", "validation", "test") for it in dl[s]]
+    for it in items:
+        ann = load_calipers(out / it["calipers"])
+        assert (len(ann) == 0) == (it["class"] == "normal") and ann.meta["min_voxels"] == 4
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["calipers"]["files"] == 7 and summary["n_with_calipers"] == 7
+    # masks dropped by a partition keep their calipers (caliper-supervised training reads only those)
+    rc = cli.main(["split", "--datalist", str(out / "datalist.json"), "--labeled", "1", "--class-only", "rest",
+                   "-o", str(out / "dl_1.json")])
+    assert rc == 0
+    new = json.loads((out / "dl_1.json").read_text())
+    assert all("calipers" in it for it in new["training"]) and sum("label" in it for it in new["training"]) == 1
+    # without --calipers nothing is derived
+    assert cli.main(["prepare", "ddti", str(make_ddti(tmp_path / "d")), "-o", str(tmp_path / "dd"), "-q"]) == 0
+    assert not (tmp_path / "dd" / "calipers").exists()
+    rc = cli.main(["prepare", "ddti", str(tmp_path / "d"), "-o", str(tmp_path / "dj"), "--calipers",
+                   "--caliper-jitter-mm", "0.2", "-q"])
+    assert rc == 0 and json.loads((tmp_path / "dj" / "summary.json").read_text())["calipers"]["jitter_mm"] == 0.2
+
+
+def test_calipers_subcommand(tmp_path, capsys):
+    from usseg_monai.calipers import load_calipers
+
+    assert ("calipers" in [e[0] for e in cli.SUBCOMMANDS if isinstance(e, tuple)])
+    src = make_busi(tmp_path / "src")
+    prepared = tmp_path / "prep"
+    assert cli.main(["prepare", "busi", str(src), "-o", str(prepared), "-q"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "cal"
+    rc = cli.main(["calipers", str(prepared), "--output", str(out), "--min-voxels", "4", "--jitter-mm", "0.1",
+                   "--seed", "3", "--sections", "training", "validation", "test"])
+    assert rc == 0 and "calipers: 7 files (6 lesions, 2 without lesion" in capsys.readouterr().out
+    dl = json.loads((out / "datalist.json").read_text())
+    it = dl["training"][0]
+    assert it["image"].startswith("../prep/images/") and load_calipers(out / it["calipers"]).meta["seed"] == 3
+    assert not (prepared / "calipers").exists()
+    rc = cli.main(["calipers", str(prepared), "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("usseg calipers: error:") and "not empty" in err and len(err.splitlines()) == 1
+    assert cli.main(["calipers", str(prepared), "-o", str(out), "--overwrite", "-q"]) == 0
+
+
+def test_prepare_phantom_always_writes_calipers(tmp_path, capsys):
+    from usseg_monai.calipers import load_calipers
+
+    out = tmp_path / "ph"
+    rc = cli.main(["prepare", "phantom", "-o", str(out), "--n-images", "3", "--size", "32",
+                   "--caliper-jitter-mm", "0.3", "-q"])
+    assert rc == 0
+    dl = json.loads((out / "datalist.json").read_text())
+    anns = [load_calipers(out / it["calipers"]) for s in ("training", "validation") for it in dl[s]]
+    assert len(anns) == 3 and all(a.meta["jitter_mm"] == 0.3 for a in anns)

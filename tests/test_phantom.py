@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from usseg_monai.calipers import calipers_from_mask, load_calipers
 from usseg_monai.data import phantom
 from usseg_monai.data.io import DatasetError, cache_dir, load_datalist
 from usseg_monai.data.phantom import (
@@ -323,6 +324,14 @@ def test_prepare_phantom_2d_reads_with_monai(tmp_path):
         assert np.array_equal(np.asarray(d["image"]), regen.image)
         assert np.array_equal(np.asarray(d["label"]) > 0, regen.mask > 0)
         assert bool(regen.mask.any()) == (it["class"] != "normal")
+        # every item has its calipers, derived from its mask (a normal image: no lesion)
+        ann = load_calipers(out / it["calipers"])
+        ref = calipers_from_mask(regen.mask > 0, it["spacing"], allow_empty=True, min_voxels=20)
+        assert ann.spacing == ref.spacing and ann.image_shape == (48, 40) and len(ann) == len(ref)
+        for a, b in zip(ann.lesions, ref.lesions):
+            np.testing.assert_allclose(a.segments, b.segments, atol=1e-12)
+        assert (len(ann) > 0) == (it["class"] != "normal")
+    assert summary["calipers"]["files"] == 8 and summary["calipers"]["empty_annotations"] == 1
     with pytest.raises(DatasetError, match="not empty"):
         prepare_phantom(out, n_images=2, image_size=32)
     with pytest.raises(ValueError, match="image_size"):
@@ -348,6 +357,9 @@ def test_prepare_phantom_3d_keeps_spacing(tmp_path):
         assert d["image"].shape == d["label"].shape == (24, 24, 8)
         np.testing.assert_allclose(np.asarray(d["image"].pixdim), it["spacing"], rtol=1e-5)
         assert set(np.unique(np.asarray(d["label"]))) <= {0, 1}
+        ann = load_calipers(out / it["calipers"])
+        assert ann.image_shape == (24, 24, 8) and ann.spacing == pytest.approx(it["spacing"])
+        assert all(les.segments.shape == (3, 2, 3) for les in ann.lesions)
 
 
 def test_ensure_phantom_dataset_generates_once(monkeypatch):
@@ -367,6 +379,7 @@ def test_ensure_phantom_dataset_generates_once(monkeypatch):
     assert json.loads((path / "summary.json").read_text())["output"] == p1
     dl = load_datalist(path / "datalist.json")
     assert len(dl["training"]) + len(dl["validation"]) == 4
+    assert all((path / it["calipers"]).is_file() for it in dl["training"] + dl["validation"])
     # other parameters: another folder
     p3 = ensure_phantom_dataset(2, n_images=4, image_size=32, seed=8)
     assert p3 != p1 and len(calls) == 2
@@ -436,4 +449,6 @@ def test_defaults():
     assert DEFAULT_IMAGE_SIZE == {2: (128, 128), 3: (64, 64, 32)}
     assert phantom.DEFAULT_N_IMAGES == {2: 64, 3: 16}
     key = phantom.phantom_dataset_key(3, 16, (64, 64, 32), 0)
-    assert key.startswith("n16_64x64x32_seed0_v") and key.endswith(f"_r{phantom.PHANTOM_MODEL_REVISION}")
+    assert key.startswith("n16_64x64x32_seed0_v")
+    assert key.endswith(f"_r{phantom.PHANTOM_MODEL_REVISION}_l{phantom.PHANTOM_LAYOUT_REVISION}")
+    assert phantom.PHANTOM_LAYOUT_REVISION >= 2  # 2: caliper files; older cached phantoms lack them

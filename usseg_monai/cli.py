@@ -151,12 +151,15 @@ def _report(summary: dict[str, Any], what: str) -> int:
     per = summary.get("per_split", {})
     extra = f", {summary['skipped']} skipped" if summary.get("skipped") else ""
     cal = summary.get("calipers")
-    if cal:
-        extra += f", {cal['files']} caliper files ({cal['lesions']} lesions, {cal['empty_annotations']} without lesion)"
+    cal_text = (
+        f", {cal['files']} caliper files ({cal['lesions']} lesions, {cal['empty_annotations']} without lesion)"
+        if cal
+        else ""
+    )
     print(
         f"{what}: {summary.get('n_items', 0)} images ("
         + ", ".join(f"{k} {v}" for k, v in per.items())
-        + f"{extra}) -> {summary.get('output')}"
+        + f"{extra}){cal_text} -> {summary.get('output')}"
     )
     return 0
 
