@@ -90,6 +90,20 @@ def test_partition_in_finalize(tmp_path):
     assert dl["split"] == {"seed": 0, "test_fraction": 0.0, "val_fraction": 0.25, "labeled": 3, "class_only": "rest"}
 
 
+def test_partition_keeps_calipers(tmp_path):
+    """A partition drops the masks of class-only items but keeps their calipers (caliper supervision)."""
+    w = PreparedDatasetWriter(tmp_path / "p", calipers=True, caliper_min_voxels=1)
+    for i in range(8):
+        m = np.zeros((12, 9), dtype=bool)
+        m[2 : 4 + i % 4, 3:7] = True
+        w.add(f"i{i}", _image(seed=i), m, class_name="c")
+    summary = w.finalize(val_fraction=0.25, labeled=2, class_only="rest")
+    dl = load_datalist(tmp_path / "p" / "datalist.json", check_files=True)
+    assert sum("label" in it for it in dl["training"]) == 2
+    assert all(it["calipers"] == f"calipers/{it['image'][7:-4]}.json" for it in dl["training"] + dl["validation"])
+    assert summary["n_with_calipers"] == 8 and summary["calipers"]["lesions"] == 8
+
+
 def test_writer_errors(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

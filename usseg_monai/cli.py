@@ -183,13 +183,15 @@ def add_caliper_options(p: argparse.ArgumentParser, always: bool = False) -> Non
         "--caliper-jitter-mm",
         type=float,
         default=0.0,
-        help="simulated reader variability: std (mm) of the caliper endpoint moves (default 0, exact)",
+        help="simulated reader variability: std (mm) of the caliper endpoint moves, seeded by --seed "
+        "(default 0, exact)",
     )
     g.add_argument(
         "--caliper-min-voxels",
         type=int,
         default=DEFAULT_CALIPER_MIN_VOXELS,
-        help=f"mask components smaller than this are speckle and get no calipers (default {DEFAULT_CALIPER_MIN_VOXELS})",
+        help="mask components smaller than this are speckle and get no calipers "
+        f"(default {DEFAULT_CALIPER_MIN_VOXELS})",
     )
 
 
@@ -197,12 +199,11 @@ def _caliper_context(args: argparse.Namespace, always: bool = False) -> Any:
     """The :func:`~usseg_monai.data.prepared.caliper_defaults` block of the caliper options in ``args``."""
     from usseg_monai.data.prepared import caliper_defaults
 
-    enabled = always or bool(getattr(args, "calipers", False))
     return caliper_defaults(
-        enabled,
-        jitter_mm=getattr(args, "caliper_jitter_mm", 0.0),
-        seed=getattr(args, "seed", 0),
-        min_voxels=getattr(args, "caliper_min_voxels", 20),
+        always or args.calipers,
+        jitter_mm=args.caliper_jitter_mm,
+        seed=args.seed,
+        min_voxels=args.caliper_min_voxels,
     )
 
 
