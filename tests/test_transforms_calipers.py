@@ -315,3 +315,32 @@ def test_resample_no_lesion_and_errors():
         ResampleCalipersd("calipers")({"calipers": empty})
     with pytest.raises(TypeError, match="use LoadCalipersd first"):
         resample_calipers("c.json", (4, 4))
+
+
+def test_load_calipers_falls_back_to_the_mask_only_without_a_caliper_file(tmp_path):
+    """MONAI Label's training gives image + label only: calipers are then measured on the mask; a caliper file,
+    when present, is read and the mask never is."""
+    from usseg_monai.calipers import calipers_from_mask
+    from usseg_monai.data.io import save_png
+    from usseg_monai.transforms import LoadCalipersd
+
+    grid = np.meshgrid(np.arange(60), np.arange(50), indexing="ij")
+    mask = (((grid[0] - 30) / 14.0) ** 2 + ((grid[1] - 24) / 8.0) ** 2 <= 1).astype(np.uint8) * 255
+    mask[2:4, 2:4] = 255  # a 4-pixel speck: below min_voxels, no caliper
+    save_png(tmp_path / "m.png", mask)
+    image = MetaTensor(torch.zeros(1, 60, 50), affine=torch.diag(torch.tensor([0.5, 0.5, 1.0, 1.0])))
+    t = LoadCalipersd("calipers", mask_key="label", ref_key="image", min_voxels=20)
+    ann = t({"image": image, "label": str(tmp_path / "m.png")})["calipers"]
+    ref = calipers_from_mask(mask > 0, (0.5, 0.5), min_voxels=20)
+    assert len(ann) == 1 and ann.image_shape == (60, 50) and ann.spacing == (0.5, 0.5)
+    np.testing.assert_allclose(ann.lesions[0].segments, ref.lesions[0].segments)
+    # a caliper file wins; the (missing) mask file is not touched
+    save_calipers(tmp_path / "c.json", ref)
+    out = t({"image": image, "calipers": str(tmp_path / "c.json"), "label": str(tmp_path / "gone.png")})
+    np.testing.assert_allclose(out["calipers"].lesions[0].segments, ref.lesions[0].segments)
+    with pytest.raises(KeyError, match="has no 'calipers' and no 'label'"):
+        t({"image": image})
+    with pytest.raises(KeyError, match="has no 'calipers'"):
+        LoadCalipersd("calipers")({"image": image, "label": str(tmp_path / "m.png")})
+    with pytest.raises(DatasetError, match="differs from the image"):
+        t({"image": MetaTensor(torch.zeros(1, 40, 50)), "label": str(tmp_path / "m.png")})

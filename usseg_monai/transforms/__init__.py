@@ -21,7 +21,10 @@ from usseg_monai.transforms.calipers import (
     RandCaliperJitterd,
     RandCaliperJitterD,
     RandCaliperJitterDict,
+    ResampleCalipers,
+    ResampleCalipersd,
     image_spacing,
+    resample_calipers,
 )
 from usseg_monai.transforms.spacing import (
     ApplySpacing,
@@ -58,4 +61,7 @@ __all__ = [
     "MeasureLesiond",
     "MeasureLesionD",
     "MeasureLesionDict",
+    "ResampleCalipers",
+    "ResampleCalipersd",
+    "resample_calipers",
 ]

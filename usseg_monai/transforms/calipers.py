@@ -107,17 +107,57 @@ class LoadCalipers(Transform):
 
 
 class LoadCalipersd(MapTransform):
-    """Dictionary form of :class:`LoadCalipers`: replace each key's path by the annotation."""
+    """Dictionary form of :class:`LoadCalipers`: replace each key's path by the annotation.
+
+    Args:
+        keys: annotation keys (file paths, dicts or annotations).
+        validate, angle_tolerance: see :class:`LoadCalipers`.
+        mask_key: when an item has no annotation under a key but has this key (a mask file), derive the
+            calipers from the mask as a clinician would measure it (:func:`calipers_from_mask`, empty mask: no
+            lesion). ``None`` (default): a missing annotation is an error. Meant for callers that only hold
+            masks, e.g. MONAI Label's training, whose datastore gives ``image`` + ``label``; a bundle's own
+            datalist carries caliper files and never reaches this path.
+        ref_key: the loaded image whose spacing (``pixdim``, mm) the derived calipers use.
+        min_voxels: mask components smaller than this are speckle and get no calipers.
+        allow_missing_keys: skip items without the key (and without ``mask_key``) instead of failing.
+    """
 
     def __init__(self, keys: KeysCollection = "calipers", validate: bool = True,
-                 angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE, allow_missing_keys: bool = False) -> None:
+                 angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE, mask_key: str | None = None,
+                 ref_key: str = "image", min_voxels: int = 20, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.loader = LoadCalipers(validate, angle_tolerance)
+        self.mask_key = mask_key
+        self.ref_key = ref_key
+        self.min_voxels = int(min_voxels)
+
+    def _from_mask(self, d: Mapping[Hashable, Any]) -> CaliperAnnotation:
+        from monai.transforms import LoadImage
+
+        path = d[self.mask_key]
+        mask = LoadImage(image_only=True, ensure_channel_first=True)(path) if isinstance(path, (str, os.PathLike)) else path
+        arr = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
+        if arr.ndim < 3:
+            raise DatasetError(f"{path}: a mask needs a channel and 2 or 3 spatial dimensions, got shape {arr.shape}")
+        m = (arr > 0).any(axis=0)
+        ref = d.get(self.ref_key)
+        if ref is not None and tuple(ref.shape[1:]) != m.shape:
+            raise DatasetError(f"{path}: mask shape {list(m.shape)} differs from the image's {list(ref.shape[1:])}")
+        spacing = image_spacing(ref, m.ndim) if ref is not None else image_spacing(mask, m.ndim)
+        return calipers_from_mask(m, spacing, allow_empty=True, min_voxels=self.min_voxels, where=str(path))
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.loader(d[key])
+        for key in self.keys:
+            if key in d:
+                d[key] = self.loader(d[key])
+            elif self.mask_key is not None and self.mask_key in d:
+                d[key] = self._from_mask(d)
+            elif not self.allow_missing_keys:
+                what = f"no {key!r}" + (f" and no {self.mask_key!r}" if self.mask_key else "")
+                ref = d.get(self.ref_key)
+                name = ref.meta.get("filename_or_obj", "") if isinstance(ref, MetaTensor) else ref
+                raise KeyError(f"LoadCalipersd: item {name or '(no image name)'} has {what}")
         return d
 
 
