@@ -1,0 +1,158 @@
+"""CRII-Net's coarse-refined network: a shared encoder, a coarse decoder (``P_c``) and a refinement head (``P_r``).
+
+CRII-Net (Du et al., "Coarse-Refined Consistency Learning Using Pixel-Level Features for Semi-Supervised Medical
+Image Segmentation", IEEE JBHI 2023; ``methods.md`` section 3) trains a network with two outputs: a coarse
+prediction ``P_c`` and a refined prediction ``P_r``; on unlabeled images the refined prediction, detached and
+sharpened, is the target of the coarse one (:class:`usseg_monai.losses.consistency.CoarseRefinedConsistencyLoss`),
+and on labeled images ``P_r`` also gets the intra- and inter-patch ranked losses
+(:mod:`usseg_monai.losses.ranked`). The abstract does not give the architecture; this project's *design choice*:
+
+- **shared encoder and coarse decoder**: the PyMIC UNet (:class:`usseg_monai.networks.unet.PyMICUNet`, the
+  project's reference backbone; this class is a subclass, so its encoder, decoder and ``out_conv`` are exactly
+  that network's, with the same state-dict names, and a trained ``PyMICUNet`` checkpoint loads into them with
+  ``strict=False``). ``out_conv`` on the decoder's last features (``channels[0]`` channels at full resolution)
+  gives the coarse logits ``P_c``;
+- **refinement head**: the decoder's last features concatenated with the coarse class probabilities
+  ``softmax(P_c)``, through one :class:`~usseg_monai.networks.unet.PyMICConvBlock` (two 3x3 convolutions, batch
+  norm, LeakyReLU; no dropout) and a 3x3 convolution to ``out_channels`` logits ``P_r``. The gradient of losses on
+  ``P_r`` flows through ``softmax(P_c)`` into the coarse decoder too (the coarse-refined consistency only stops
+  it on the target side).
+
+Output convention (the one of :class:`usseg_monai.networks.two_branch.TwoBranchNet`, so that the
+semi-supervised engine sees one call and one tensor, through ``DistributedDataParallel`` too):
+
+- **training mode** (``net.train()``): ``forward(x)`` returns both outputs stacked on a new first dimension,
+  ``[2, B, C, *spatial]``: index 0 the coarse logits ``P_c``, index 1 the refined logits ``P_r``
+  (:func:`split_coarse_refined` unpacks it);
+- **eval mode** (``net.eval()``): ``forward(x)`` returns one tensor ``[B, C, *spatial]``, the refined logits
+  (``inference="refined"``, default) or the coarse ones (``inference="coarse"``, for ablations), so that the
+  bundle's inference, the TorchScript / ``torch.export`` exports and MONAI Label see a plain segmentation network;
+- :meth:`CoarseRefinedNet.forward_both` returns the tuple ``(coarse, refined)`` in either mode.
+
+All outputs are logits (no activation). 2D (``[B, C, x, y]``) and 3D (``[B, C, x, y, z]``) by ``spatial_dims``;
+every spatial size must be divisible by ``2 ** (len(channels) - 1)`` (``divisor``, 16 by default). The module is
+TorchScript-scriptable and traceable, and exports with ``torch.export`` in eval mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+from monai.networks.blocks import Convolution
+
+from usseg_monai.networks.unet import DEFAULT_CHANNELS, DEFAULT_DROPOUT, PyMICConvBlock, PyMICUNet
+
+__all__ = ["CoarseRefinedNet", "split_coarse_refined", "CRII_INFERENCE_MODES"]
+
+#: what :class:`CoarseRefinedNet` returns in eval mode
+CRII_INFERENCE_MODES = ("refined", "coarse")
+
+
+def split_coarse_refined(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(coarse, refined)`` logits from the training-mode output ``[2, B, C, *spatial]`` of :class:`CoarseRefinedNet`.
+
+    Raises:
+        ValueError: ``output`` does not have a leading dimension of size 2 (e.g. an eval-mode output was given).
+    """
+    if output.ndim < 4 or output.shape[0] != 2:
+        raise ValueError(
+            "split_coarse_refined: expected the training-mode output [2, B, C, *spatial] of CoarseRefinedNet "
+            f"(coarse, refined stacked), got shape {list(output.shape)}; in eval mode the network returns one "
+            "tensor, use forward_both(x) to get both outputs"
+        )
+    return output[0], output[1]
+
+
+class CoarseRefinedNet(PyMICUNet):
+    """CRII-Net's coarse-refined network (see the module docstring for the design and the output convention).
+
+    Args:
+        spatial_dims: 2 (input ``[B, C, x, y]``) or 3 (``[B, C, x, y, z]``).
+        in_channels: input channels (1 for grayscale ultrasound).
+        out_channels: classes (2: background, lesion) of both outputs; logits.
+        channels: encoder/decoder channels per level, as :class:`~usseg_monai.networks.unet.PyMICUNet`.
+        dropout: encoder dropout per level, as :class:`~usseg_monai.networks.unet.PyMICUNet`.
+        upsample: ``"linear"`` or ``"deconv"``, as :class:`~usseg_monai.networks.unet.PyMICUNet`.
+        negative_slope: LeakyReLU slope (encoder, decoder and refinement head).
+        refine_channels: feature channels of the refinement head's convolution block (default ``channels[0]``).
+        inference: what eval-mode ``forward`` returns: ``"refined"`` (``P_r``, default) or ``"coarse"`` (``P_c``).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        channels: Sequence[int] = DEFAULT_CHANNELS,
+        dropout: Sequence[float] = DEFAULT_DROPOUT,
+        upsample: str = "linear",
+        negative_slope: float = 0.01,
+        refine_channels: int | None = None,
+        inference: str = "refined",
+    ) -> None:
+        super().__init__(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            channels=channels,
+            dropout=dropout,
+            upsample=upsample,
+            negative_slope=negative_slope,
+        )
+        if inference not in CRII_INFERENCE_MODES:
+            raise ValueError(f"CoarseRefinedNet: inference must be one of {CRII_INFERENCE_MODES}, got {inference!r}")
+        top = int(list(channels)[0])
+        refine_channels = top if refine_channels is None else int(refine_channels)
+        if refine_channels < 1:
+            raise ValueError(f"CoarseRefinedNet: refine_channels must be >= 1, got {refine_channels}")
+        self.inference = inference
+        self.refine_block = PyMICConvBlock(spatial_dims, top + out_channels, refine_channels, 0.0, negative_slope)
+        self.refine_conv = Convolution(
+            spatial_dims, refine_channels, out_channels, kernel_size=3, conv_only=True, bias=True
+        )
+
+    def decoder_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's last feature map ``[B, channels[0], *spatial]`` (input resolution) for ``x``.
+
+        Raises:
+            ValueError: a spatial size is not divisible by ``divisor``.
+        """
+        for s in x.shape[2:]:
+            if s % self.divisor != 0:
+                raise ValueError(
+                    f"CoarseRefinedNet: every spatial size must be divisible by {self.divisor}, "
+                    f"got input shape {list(x.shape)}"
+                )
+        skips: list[torch.Tensor] = []
+        for i, block in enumerate(self.encoder):
+            if i > 0:
+                x = self.pool(x)
+            x = block(x)
+            skips.append(x)
+        n = len(skips)
+        for j, (up, block) in enumerate(zip(self.upsamples, self.decoder)):
+            x = up(x)
+            x = block(torch.cat([skips[n - 2 - j], x], dim=1))
+        return x
+
+    def refine(self, features: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """Refined logits ``P_r`` from the decoder features and the coarse logits ``P_c`` (softmax-ed here)."""
+        return self.refine_conv(self.refine_block(torch.cat([features, torch.softmax(coarse, dim=1)], dim=1)))
+
+    def forward_both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(coarse, refined)`` logits, each ``[B, out_channels, *spatial]``, in either mode."""
+        features = self.decoder_features(x)
+        coarse = self.out_conv(features)
+        return coarse, self.refine(features, coarse)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Training mode: ``[2, B, C, *spatial]`` (coarse, refined); eval mode: ``[B, C, *spatial]`` (``inference``)."""
+        if self.training:
+            coarse, refined = self.forward_both(x)
+            return torch.stack((coarse, refined), dim=0)
+        if self.inference == "coarse":
+            return self.out_conv(self.decoder_features(x))
+        coarse, refined = self.forward_both(x)
+        return refined
