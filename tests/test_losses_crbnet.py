@@ -246,10 +246,10 @@ def test_idmps_right_on_ring_wrong_elsewhere_is_zero():
     assert torch.all(g1[0, :, ring == 0] == 0) and torch.all(g2[0, :, ring == 0] == 0)
     # control: the same predictions with the whole image as ring are far from 0 (the disagreement is seen)
     l1_all, l2_all = IDMPSLoss()(z1, z2, torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), beta=0.3)
-    assert float(l1_all) + float(l2_all) > 1.0
+    assert l1_all.item() + l2_all.item() > 1.0
     # an empty ring gives exactly 0 (the 1e-16 guard), not NaN
     l1_e, _ = IDMPSLoss()(z1, z2, yc, yc, beta=0.3)
-    assert float(l1_e) == 0.0
+    assert l1_e.item() == 0.0
 
 
 def test_idmps_pseudo_label_carries_no_gradient():
@@ -330,10 +330,10 @@ def test_cap_active_boundary():
 # ---------------------------------------------------------------------------------------------------------------
 # total loss
 # ---------------------------------------------------------------------------------------------------------------
-def _toy(spatial=(8, 8), batch=2, seed=5):
+def _toy(spatial=(8, 8), batch=2, seed=5, grad=False):
     torch.manual_seed(seed)
-    z1 = torch.randn(batch, 2, *spatial, requires_grad=True)
-    z2 = torch.randn(batch, 2, *spatial, requires_grad=True)
+    z1 = torch.randn(batch, 2, *spatial, requires_grad=grad)
+    z2 = torch.randn(batch, 2, *spatial, requires_grad=grad)
     yr = torch.zeros(batch, 1, *spatial)
     yc = torch.zeros(batch, 1, *spatial)
     ax = torch.zeros(batch, 1, *spatial)
@@ -378,7 +378,7 @@ def test_crbnet_total_is_the_sum_of_its_terms_and_cap_switches_off():
 
 def test_crbnet_gradients_reach_both_branches_2d_and_3d():
     for spatial in ((8, 8), (6, 6, 5)):
-        z1, z2, yr, yc, ax = _toy(spatial)
+        z1, z2, yr, yc, ax = _toy(spatial, grad=True)
         for projection in ("axis", "caliper_frame"):
             out = CRBNetLoss(cap_projection=projection)(z1, z2, yr, yc, ax, iteration=5, total_iterations=30)
             g1, g2 = torch.autograd.grad(out["loss"], (z1, z2))
