@@ -2,8 +2,9 @@
 
 - :mod:`usseg_monai.losses.crbnet`: CRBNet (CRBS, CAP, IDMPS, their schedules and the total), re-exported here.
 
-Other methods' losses live in their own submodules (``usseg_monai.losses.semiseg``, ...) and are imported from
-there, so that importing this package never depends on them.
+Other methods' losses live in their own submodules and are imported from there (importing this package never
+depends on them): ``usseg_monai.losses.semiseg`` (SemiSeg-CAW), ``usseg_monai.losses.ranked`` and
+``usseg_monai.losses.consistency`` (CRII-Net).
 """
 
 from __future__ import annotations
