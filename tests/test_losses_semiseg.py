@@ -161,6 +161,8 @@ def test_segmentation_loss_errors():
         loss(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4), image_mask=torch.ones(3))
     with pytest.raises(ValueError, match="non-negative"):
         loss(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4), weight=-torch.ones(2, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\], got 0.0..2.0"):
+        loss(torch.zeros(1, 1, 2), torch.tensor([[[0.0, 2.0]]]))
     with pytest.raises(ValueError, match="does not match logits"):
         loss(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 5))
     with pytest.raises(ValueError, match="1 \\(indices\\) or 3 \\(one-hot\\)"):
@@ -176,7 +178,7 @@ def test_wgm_hand_values():
     wgm = WeightGenerationModule(2, init=[0.0, math.log(2.0)])
     losses = torch.tensor([2.0, 0.5], requires_grad=True)
     total = wgm([losses[0], losses[1]])
-    assert float(total) == pytest.approx(2.9431472, abs=1e-6)
+    assert float(total.detach()) == pytest.approx(2.9431472, abs=1e-6)
     total.backward()
     assert wgm.log_vars.grad.tolist() == pytest.approx([-1.0, 0.75], abs=1e-6)
     assert losses.grad.tolist() == pytest.approx([1.0, 0.5], abs=1e-6)
@@ -231,7 +233,7 @@ def test_imtl_loss_balance():
     imtl = IMTLWeights(2)
     losses = torch.tensor([4.0, 0.25])
     total = imtl(losses)
-    assert float(total) == pytest.approx(4.25)
+    assert float(total.detach()) == pytest.approx(4.25)
     total.backward()
     assert imtl.log_scales.grad.tolist() == pytest.approx([3.0, -0.75])
     opt = torch.optim.SGD(imtl.parameters(), lr=0.05)

@@ -270,6 +270,10 @@ class SegmentationLoss(nn.Module):
             if target.shape[1] != 1:
                 raise ValueError(f"SegmentationLoss: one logit channel needs a [B, 1, ...] target, got {list(target.shape)}")
             tgt = target.to(logits.dtype)
+            if tgt.numel() and (tgt.min() < 0 or tgt.max() > 1):
+                raise ValueError(
+                    f"SegmentationLoss: a one-channel target must be in [0, 1], got {float(tgt.min())}..{float(tgt.max())}"
+                )
             pixel = F.binary_cross_entropy_with_logits(logits, tgt, reduction="none")
             probs, onehot = torch.sigmoid(logits), tgt
         else:
