@@ -101,7 +101,7 @@ def test_constructor_errors():
 def test_core_network_gradients_reach_every_parameter(net_cls):
     torch.manual_seed(0)
     net = net_cls(in_channels=2, out_channels=1, num_classes_cls=3)
-    assert_all_grads(net, net(torch.randn(2, 2, 64, 64)))
+    assert_all_grads(net, net(torch.randn(2, 2, 32, 64)))
 
 
 def test_classification_head_reads_the_bottleneck_only():
@@ -216,7 +216,9 @@ def test_class_elevate_gradients_and_softmax_map():
 
 def test_class_elevate_3d_and_bad_size():
     torch.manual_seed(0)
-    net = ClassElevateSeg(spatial_dims=3, in_channels=1, out_channels=1, num_classes=2, decoder_channels=(32, 16, 16, 8))
+    net = ClassElevateSeg(
+        spatial_dims=3, in_channels=1, out_channels=1, num_classes=2, decoder_channels=(32, 16, 16, 8)
+    )
     seg, cls = net(torch.randn(2, 1, 32, 32, 32))
     assert seg.shape == (2, 1, 32, 32, 32) and cls.shape == (2, 2)
     with pytest.raises(ValueError, match=r"divisible by 32.*\[1, 1, 32, 32, 40\]"):

@@ -105,7 +105,7 @@ def _one_hot_target(target: torch.Tensor, num_channels: int, name: str) -> torch
 
 
 class FocalTverskyLoss(nn.Module):
-    """Focal Tversky loss (Abraham & Khan, ISBI 2019): mean (or sum) over images and channels of ``(1 - TI) ** (1/gamma)``.
+    """Focal Tversky loss (Abraham & Khan, ISBI 2019): mean (or sum) over images, channels of ``(1 - TI) ** (1/gamma)``.
 
     Args:
         alpha: weight of false negatives in the Tversky index (0.7 in the paper and in SemiSeg-CAW).
@@ -155,7 +155,9 @@ class FocalTverskyLoss(nn.Module):
         self.batch = batch
         self.reduction = reduction
 
-    def per_channel(self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def per_channel(
+        self, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Unreduced loss ``[B, C']`` (``[C']`` with ``batch``), ``C'`` the scored channels."""
         n_ch = input.shape[1]
         if self.sigmoid:
@@ -192,7 +194,7 @@ class FocalTverskyLoss(nn.Module):
 
 
 class SegmentationLoss(nn.Module):
-    """SemiSeg-CAW segmentation loss: ``w_bce BCE + w_dice Dice + w_ftl FocalTversky``, with pixel weights and image masks.
+    """SemiSeg-CAW segmentation loss ``w_bce BCE + w_dice Dice + w_ftl FocalTversky``, with pixel weights, image masks.
 
     Input logits ``[B, 1, *spatial]`` (sigmoid; target ``[B, 1, ...]`` in [0, 1]) or ``[B, C>=2, *spatial]``
     (softmax; target ``[B, 1, ...]`` class indices or ``[B, C, ...]`` one-hot). With one channel the pixel term is
@@ -263,16 +265,21 @@ class SegmentationLoss(nn.Module):
         if image_mask is not None:
             image_mask = image_mask.reshape(-1).to(logits.dtype)
             if image_mask.numel() != b:
-                raise ValueError(f"SegmentationLoss: image_mask needs {b} values (one per image), got {image_mask.numel()}")
+                raise ValueError(
+                    f"SegmentationLoss: image_mask needs {b} values (one per image), got {image_mask.numel()}"
+                )
             w = w * image_mask.view((b,) + (1,) * (logits.ndim - 1))
 
         if c == 1:
             if target.shape[1] != 1:
-                raise ValueError(f"SegmentationLoss: one logit channel needs a [B, 1, ...] target, got {list(target.shape)}")
+                raise ValueError(
+                    f"SegmentationLoss: one logit channel needs a [B, 1, ...] target, got {list(target.shape)}"
+                )
             tgt = target.to(logits.dtype)
             if tgt.numel() and (tgt.min() < 0 or tgt.max() > 1):
                 raise ValueError(
-                    f"SegmentationLoss: a one-channel target must be in [0, 1], got {float(tgt.min())}..{float(tgt.max())}"
+                    "SegmentationLoss: a one-channel target must be in [0, 1], "
+                    f"got {float(tgt.min())}..{float(tgt.max())}"
                 )
             pixel = F.binary_cross_entropy_with_logits(logits, tgt, reduction="none")
             probs, onehot = torch.sigmoid(logits), tgt
@@ -283,7 +290,8 @@ class SegmentationLoss(nn.Module):
                 onehot = target.to(logits.dtype)
             else:
                 raise ValueError(
-                    f"SegmentationLoss: target must have 1 (indices) or {c} (one-hot) channels, got {list(target.shape)}"
+                    f"SegmentationLoss: target must have 1 (indices) or {c} (one-hot) channels, "
+                    f"got {list(target.shape)}"
                 )
             logp = torch.log_softmax(logits, dim=1)
             pixel = -(onehot * logp).sum(1, keepdim=True)
@@ -419,7 +427,9 @@ class IMTLWeights(nn.Module):
         """The current loss scales ``exp(s_t)`` (detached)."""
         return torch.exp(self.log_scales.detach())
 
-    def forward(self, losses: Sequence[torch.Tensor] | torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, losses: Sequence[torch.Tensor] | torch.Tensor, shared: torch.Tensor | None = None
+    ) -> torch.Tensor:
         stacked = _stack_losses(losses, self.n_losses, "IMTLWeights")
         scaled = torch.exp(self.log_scales) * stacked
         total = (scaled - self.log_scales).sum()

@@ -48,7 +48,7 @@ DEFAULT_WIDTHS = (8, 16, 24, 32, 48, 64)
 
 
 def check_divisible(name: str, x: torch.Tensor, divisor: int, spatial_dims: int = 2) -> None:
-    """Raise ``ValueError`` unless ``x`` is ``[B, C, *spatial]`` with ``spatial_dims`` sizes divisible by ``divisor``."""
+    """Raise ``ValueError`` unless ``x`` is ``[B, C, *spatial]`` with every spatial size divisible by ``divisor``."""
     if x.ndim != spatial_dims + 2:
         raise ValueError(
             f"{name}: expected a {spatial_dims + 2}D input [B, C, {', '.join('xyz'[:spatial_dims])}], "
@@ -56,7 +56,9 @@ def check_divisible(name: str, x: torch.Tensor, divisor: int, spatial_dims: int 
         )
     for s in x.shape[2:]:
         if s % divisor != 0:
-            raise ValueError(f"{name}: every spatial size must be divisible by {divisor}, got input shape {list(x.shape)}")
+            raise ValueError(
+                f"{name}: every spatial size must be divisible by {divisor}, got input shape {list(x.shape)}"
+            )
 
 
 class ChannelLayerNorm(nn.Module):

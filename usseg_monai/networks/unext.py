@@ -135,7 +135,11 @@ class UNeXt(nn.Module):
         if len(c) != 5:
             raise ValueError(f"UNeXt: widths needs five values (3 conv + 2 token stages), got {list(widths)}")
         self.enc_convs = nn.ModuleList(
-            [nn.Conv2d(in_channels, c[0], 3, padding=1), nn.Conv2d(c[0], c[1], 3, padding=1), nn.Conv2d(c[1], c[2], 3, padding=1)]
+            [
+                nn.Conv2d(in_channels, c[0], 3, padding=1),
+                nn.Conv2d(c[0], c[1], 3, padding=1),
+                nn.Conv2d(c[1], c[2], 3, padding=1),
+            ]
         )
         self.enc_bns = nn.ModuleList([nn.BatchNorm2d(w) for w in c[:3]])
         self.embed3 = OverlapPatchEmbed(c[2], c[3])
@@ -153,7 +157,9 @@ class UNeXt(nn.Module):
             ]
         )
         self.dec_bns = nn.ModuleList([nn.BatchNorm2d(w) for w in (c[3], c[2], c[1], c[0])])
-        self.dec_blocks = nn.ModuleList([ShiftedMLPBlock(c[3], shift_size=shift_size), ShiftedMLPBlock(c[2], shift_size=shift_size)])
+        self.dec_blocks = nn.ModuleList(
+            [ShiftedMLPBlock(c[3], shift_size=shift_size), ShiftedMLPBlock(c[2], shift_size=shift_size)]
+        )
         self.final = nn.Conv2d(c[0], out_channels, kernel_size=1)
         self.num_classes_cls = int(num_classes_cls or 0)
         self.cls_head = nn.Linear(c[4], self.num_classes_cls) if self.num_classes_cls > 0 else None
