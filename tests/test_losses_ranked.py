@@ -102,7 +102,8 @@ def test_intra_hand_computed_example():
 def test_intra_3d_equals_2d_with_flat_patches():
     x2, y2 = _probs(INTRA_SCORES), _labels(INTRA_LABELS)
     loss = IntraPatchRankedLoss(patch_size=(2, 2, 1), margin=0.5, activation="none", reduction="none")
-    torch.testing.assert_close(loss(x2.unsqueeze(-1), y2.unsqueeze(-1)), torch.tensor(INTRA_PER_PATCH, dtype=torch.float64))
+    expected_2d = torch.tensor(INTRA_PER_PATCH, dtype=torch.float64)
+    torch.testing.assert_close(loss(x2.unsqueeze(-1), y2.unsqueeze(-1)), expected_2d)
     # a 2 x 2 x 2 patch, margin 0.5: the lesion voxel scores 0.7, the 7 background ones 0.1 0.2 0.3 0.4 0.5 0.6
     # 0.6: hinges max(0, b - 0.2) = 0, 0, 0.1, 0.2, 0.3, 0.4, 0.4 -> 1.4 / 7 = 0.2
     s = torch.tensor([0.7, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.6], dtype=torch.float64).reshape(1, 2, 2, 2)
@@ -134,7 +135,9 @@ def test_intra_no_mixed_patch_zero_gradient_safe():
     assert empty.shape == (0,)
 
 
-def _brute_force_intra(scores: torch.Tensor, labels: torch.Tensor, patch: tuple[int, int], margin: float) -> torch.Tensor:
+def _brute_force_intra(
+    scores: torch.Tensor, labels: torch.Tensor, patch: tuple[int, int], margin: float
+) -> torch.Tensor:
     """Per mixed patch, the mean hinge over every (lesion, background) pair, by explicit loops (2D, ``[B, x, y]``)."""
     out = []
     px, py = patch
@@ -186,7 +189,8 @@ def test_intra_sampling_respects_the_bound_and_is_unbiased():
     assert set(quarters.round().long().tolist()) <= {0, 1, 2, 3, 4}
     assert abs(per_patch.mean().item() - 0.5 / 15) < 0.012  # binomial s.d. of the mean ~ 0.0031
     exact = IntraPatchRankedLoss(patch_size=4, margin=0.5, max_pairs=15, activation="none", reduction="none")
-    torch.testing.assert_close(exact(_probs(s[:3]), lab[:3].unsqueeze(1)), torch.full((3,), 0.5 / 15, dtype=torch.float64))
+    expected = torch.full((3,), 0.5 / 15, dtype=torch.float64)
+    torch.testing.assert_close(exact(_probs(s[:3]), lab[:3].unsqueeze(1)), expected)
 
 
 def test_intra_logits_gradient_and_border_patches():
@@ -240,7 +244,8 @@ INTER_LABELS = [
 def test_inter_patch_scores():
     x, y = _probs(INTER_SCORES), _labels(INTER_LABELS)
     score, fraction = InterPatchRankedLoss(patch_size=2, activation="none").patch_scores(x, y)
-    torch.testing.assert_close(score, torch.tensor([[0.75, 0.4, 0.9, 0.25], [0.1, 0.3, 0.05, 0.5]], dtype=torch.float64))
+    expected = torch.tensor([[0.75, 0.4, 0.9, 0.25], [0.1, 0.3, 0.05, 0.5]], dtype=torch.float64)
+    torch.testing.assert_close(score, expected)
     torch.testing.assert_close(fraction, torch.tensor([[1.0, 0.75, 0.25, 0.0], [0, 0, 0, 0]], dtype=torch.float64))
 
 
@@ -256,7 +261,8 @@ def test_inter_hand_computed_hardest_negatives():
     torch.testing.assert_close(
         InterPatchRankedLoss(reduction="none", **kw)(x, y), torch.tensor([0.15, 0.5], dtype=torch.float64)
     )
-    torch.testing.assert_close(InterPatchRankedLoss(reduction="sum", **kw)(x, y), torch.tensor(0.65, dtype=torch.float64))
+    total = InterPatchRankedLoss(reduction="sum", **kw)(x, y)
+    torch.testing.assert_close(total, torch.tensor(0.65, dtype=torch.float64))
 
 
 def test_inter_all_negatives_and_lesion_fraction():
@@ -371,7 +377,8 @@ def test_consistency_values_mse_ce_and_probability_inputs():
     # "mean" of "mse" is F.mse_loss on the probability maps against the sharpened target
     z1, z2 = torch.randn(2, 2, 6, 6, 6), torch.randn(2, 2, 6, 6, 6)
     torch.testing.assert_close(
-        CoarseRefinedConsistencyLoss(temperature=0.4)(z1, z2), F.mse_loss(torch.softmax(z1, 1), torch.softmax(z2 / 0.4, 1))
+        CoarseRefinedConsistencyLoss(temperature=0.4)(z1, z2),
+        F.mse_loss(torch.softmax(z1, 1), torch.softmax(z2 / 0.4, 1)),
     )
 
 
