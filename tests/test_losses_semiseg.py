@@ -272,3 +272,35 @@ def test_make_loss_weighting():
     assert isinstance(imtl, IMTLWeights) and not imtl.gradient_balance
     with pytest.raises(ValueError, match="unknown weighting 'gradnorm'"):
         make_loss_weighting("gradnorm", 2)
+
+
+@pytest.mark.parametrize("name", ["wgm", "static", "imtl"])
+def test_semiseg_step_with_malunet(name):
+    """One SemiSeg-CAW step: MALUNet (image + auxiliary map), segmentation loss on masked images only, CE on all,
+    combined by the selected weighting; IMTL-G reads the bottleneck through a forward hook."""
+    from usseg_monai.networks.malunet import MALUNet
+
+    torch.manual_seed(0)
+    net = MALUNet(in_channels=2, out_channels=1, num_classes_cls=3)
+    feats = {}
+    net.encoder[5].register_forward_hook(lambda _m, _i, out: feats.__setitem__("z", out))
+    weighting = make_loss_weighting(name, 2)
+    x = torch.randn(3, 2, 32, 64)
+    mask = (torch.rand(3, 1, 32, 64) > 0.7).float()
+    labels = torch.tensor([0, 1, 2])
+    image_mask = torch.tensor([1.0, 0.0, 1.0])  # image 1 is class-only
+    seg, cls = net(x)
+    seg.retain_grad()
+    l_seg = SegmentationLoss()(seg, mask, image_mask=image_mask)
+    l_cls = torch.nn.functional.cross_entropy(cls, labels)
+    total = weighting([l_seg, l_cls], shared=feats["z"]) if name == "imtl" else weighting([l_seg, l_cls])
+    total.backward()
+    assert torch.isfinite(total.detach())
+    assert torch.equal(seg.grad[1], torch.zeros_like(seg.grad[1]))
+    assert seg.grad[0].abs().sum() > 0
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    assert net.cls_head.weight.grad.abs().sum() > 0 and net.encoder[0].weight.grad.abs().sum() > 0
+    for p in weighting.parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    if name == "imtl":
+        assert weighting.last_alpha is not None and float(weighting.last_alpha.sum()) == pytest.approx(1.0, abs=1e-5)

@@ -138,19 +138,19 @@ class InvertedExternalAttention(nn.Module):
         hidden = dim * int(expansion)
         memory = max(1, dim // 4) if memory is None else int(memory)
         self.norm = ChannelLayerNorm(dim)
-        self.expand = nn.Conv1d(dim, hidden, kernel_size=1)
-        self.memory_k = nn.Conv1d(hidden, memory, kernel_size=1, bias=False)
-        self.memory_v = nn.Conv1d(memory, hidden, kernel_size=1, bias=False)
+        self.expand = nn.Linear(dim, hidden)
+        self.memory_k = nn.Linear(hidden, memory, bias=False)
+        self.memory_v = nn.Linear(memory, hidden, bias=False)
         self.act = nn.GELU()
-        self.project = nn.Conv1d(hidden, dim, kernel_size=1)
+        self.project = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]
-        f = self.expand(self.norm(x).reshape(b, c, -1))  # [B, hidden, N]
-        attn = torch.softmax(self.memory_k(f), dim=-1)  # over positions
-        attn = attn / (attn.sum(dim=1, keepdim=True) + 1e-9)  # over memory units
-        y = self.project(self.act(self.memory_v(attn)))
-        return x + y.reshape(x.shape)
+        tokens = self.norm(x).reshape(b, c, -1).transpose(1, 2)  # [B, N, C]
+        attn = torch.softmax(self.memory_k(self.expand(tokens)), dim=1)  # [B, N, S], over positions
+        attn = attn / (attn.sum(dim=2, keepdim=True) + 1e-9)  # over memory units
+        y = self.project(self.act(self.memory_v(attn)))  # [B, N, C]
+        return x + y.transpose(1, 2).reshape(x.shape)
 
 
 class SpatialAttentionBridge(nn.Module):
