@@ -59,11 +59,20 @@ def _balanced_checkpoint(bundle: Path, work: Path, dataset: Path, size: list[int
     x = torch.as_tensor(np.asarray(image), dtype=torch.float32)[None, None]
     x = (x - x.min()) / (x.max() - x.min())
     x = torch.nn.functional.interpolate(x, size=size, mode="bilinear" if d == 2 else "trilinear")
-    with torch.no_grad():
-        logits = net(x)[0]
-    key = next(k for k in state if k.endswith("out_conv.conv.bias"))
-    state[key] = state[key].clone()
-    state[key][1] -= float((logits[1] - logits[0]).median())
+    # shift every output layer's lesion bias (one per branch of a two-branch network) until the median lesion
+    # margin of the network's output is ~0; a single network needs one step, averaged branches a few
+    keys = [k for k in state if k.endswith("out_conv.conv.bias")]
+    assert keys, "no output layer bias found"
+    state = {k: v.clone() for k, v in state.items()}
+    for _ in range(8):
+        net.load_state_dict(state)
+        with torch.no_grad():
+            logits = net(x)[0]
+        margin = float((logits[1] - logits[0]).median())
+        if abs(margin) < 1e-3:
+            break
+        for key in keys:
+            state[key][1] -= margin
     torch.save(state, out)
     return out
 
