@@ -237,3 +237,30 @@ def test_crbnet_schedule_defaults_reproduce_the_paper(bundle: Path):
     assert parser.get_parsed_content("conservative_class_weights") == [3.0, 1.0]
     net = parser.get_parsed_content("network_def")
     assert isinstance(net, TwoBranchNet) and net.radical_branch is not net.conservative_branch
+
+
+def test_make_optimizer_by_name_and_bundle_default_is_the_reference_sgd():
+    from monai.bundle import ConfigParser
+
+    from usseg_monai.engines import make_optimizer
+
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    sgd = make_optimizer(p, "sgd", lr=0.01, weight_decay=1e-4, momentum=0.9)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9 and sgd.defaults["lr"] == 0.01
+    adamw = make_optimizer(p, "AdamW", lr=1e-3, weight_decay=1e-4)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["weight_decay"] == 1e-4
+    with pytest.raises(ValueError, match="must be one of"):
+        make_optimizer(p, "lion")
+    with pytest.raises(ValueError, match=">= 0"):
+        make_optimizer(p, "sgd", lr=-1.0)
+    for bundle in CRBNET_BUNDLES:
+        parser = ConfigParser()
+        parser.read_config(str(bundle / "configs" / "train.json"))
+        parser["dataset_dir"] = "unused"  # the optimisers need the network only
+        opt1, opt2 = parser.get_parsed_content("optimizer"), parser.get_parsed_content("conservative_optimizer")
+        assert isinstance(opt1, torch.optim.SGD) and isinstance(opt2, torch.optim.SGD)
+        assert opt1.defaults["lr"] == 0.01 and opt1.defaults["momentum"] == 0.9 and opt1.defaults["weight_decay"] == 1e-4
+        net = parser.get_parsed_content("network_def")
+        ids1 = {id(q) for g in opt1.param_groups for q in g["params"]}
+        assert ids1 == {id(q) for q in net.radical_branch.parameters()}
+        assert not ids1 & {id(q) for g in opt2.param_groups for q in g["params"]}
