@@ -149,6 +149,11 @@ class Server:
             "--max_epochs", str(epochs), "--learning_rate", str(lr), "--batch_size", "2",
             "--progress_bar", "false",
         ]  # fmt: skip
+        train_cfg = json.loads((self.bundle_dir / "configs" / "train.json").read_text())
+        if "optimizer_name" in train_cfg:
+            # e.g. CRBNet's reference SGD with poly decay barely moves in 20 iterations; the brief pre-training
+            # only has to give the server a model that finds the lesion, so it uses AdamW like the reference bundles
+            cmd += ["--optimizer_name", "adamw"]
         start = time.monotonic()
         r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900, cwd=self.bundle_dir)
         assert r.returncode == 0, f"pre-training failed:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
