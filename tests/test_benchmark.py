@@ -62,12 +62,14 @@ def test_smoke_end_to_end(tiny_phantom, tmp_path):
     held = tmp_path / "held_back"
     held.mkdir()
     base = tiny_phantom.parent
-    test_items = [{**it, "image": str(base / it["image"]), "label": str(base / it["label"])} for it in data["test"]]
+    test_items = [{**it, **{k: str(base / it[k]) for k in ("image", "label", "calipers") if k in it}} for it in data["test"]]
     (held / "test_datalist.json").write_text(json.dumps({"test": test_items}))
     run = tmp_path / "run"
     r = run_benchmark(
-        BUNDLE, tiny_phantom, held / "test_datalist.json", run, test_key="test", budget="smoke", n_resamples=200, seed=1, device="cpu", threads=1
+        BUNDLE, tiny_phantom, held / "test_datalist.json", run, test_key="test", budget="smoke", n_resamples=200, seed=1, device="cpu", threads=1,
+        bundle_overrides={"train#random_transforms": []},  # a train-only nested id: must not reach inference.json
     )
+    assert r["bundle_overrides"] == {"train#random_transforms": []}
     on_disk = json.loads((run / "results.json").read_text())
     assert on_disk["metrics"]["dice"]["mean"] == pytest.approx(r["metrics"]["dice"]["mean"])
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # atomic write left nothing behind

@@ -288,7 +288,8 @@ def run_benchmark(
         device: ``"cpu"``, ``"cuda:0"``...; default the bundle's (CUDA when available).
         amp: mixed precision; default the bundle's.
         n_resamples, confidence: bootstrap settings.
-        bundle_overrides: extra bundle keys (e.g. ``{"learning_rate": 3e-3}``), applied to both configs.
+        bundle_overrides: extra bundle keys (e.g. ``{"learning_rate": 3e-3}``), applied to both configs; a nested
+            id whose root the inference config lacks (e.g. ``"train#random_transforms"``) to training only.
         results_name: results file name inside ``run_dir``.
         threads: ``torch.set_num_threads`` for CPU runs (``None``: torch's default, one per core).
 
@@ -368,8 +369,11 @@ def run_benchmark(
         raise RuntimeError(f"training finished without writing the final checkpoint {final_ckpt}")
     logger.info("training done in %.1f s (%d iterations, %.3f s/iteration)", train_wall, len(timer.times), float(np.mean(timer.times)))
 
+    # overrides of ids the inference config does not have (e.g. "train#random_transforms") are train-only
+    infer_ids = set(ConfigParser.load_config_file(str(bundle_dir / "configs" / "inference.json")))
+    infer_common = {k: v for k, v in common.items() if "#" not in k or k.split("#")[0] in infer_ids}
     infer_overrides = {
-        **common,
+        **infer_common,
         "dataset_dir": str(test_datalist.parent),
         "data_list_file_path": str(test_datalist),
         "infer_data_list_key": test_key,
