@@ -113,30 +113,6 @@ class CoarseRefinedNet(PyMICUNet):
             spatial_dims, refine_channels, out_channels, kernel_size=3, conv_only=True, bias=True
         )
 
-    def decoder_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The decoder's last feature map ``[B, channels[0], *spatial]`` (input resolution) for ``x``.
-
-        Raises:
-            ValueError: a spatial size is not divisible by ``divisor``.
-        """
-        for s in x.shape[2:]:
-            if s % self.divisor != 0:
-                raise ValueError(
-                    f"CoarseRefinedNet: every spatial size must be divisible by {self.divisor}, "
-                    f"got input shape {list(x.shape)}"
-                )
-        skips: list[torch.Tensor] = []
-        for i, block in enumerate(self.encoder):
-            if i > 0:
-                x = self.pool(x)
-            x = block(x)
-            skips.append(x)
-        n = len(skips)
-        for j, (up, block) in enumerate(zip(self.upsamples, self.decoder)):
-            x = up(x)
-            x = block(torch.cat([skips[n - 2 - j], x], dim=1))
-        return x
-
     def refine(self, features: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         """Refined logits ``P_r`` from the decoder features and the coarse logits ``P_c`` (softmax-ed here)."""
         return self.refine_conv(self.refine_block(torch.cat([features, torch.softmax(coarse, dim=1)], dim=1)))

@@ -129,8 +129,8 @@ class PyMICUNet(nn.Module):
         self.decoder = nn.ModuleList(decoder)
         self.out_conv = Convolution(spatial_dims, channels[0], out_channels, kernel_size=3, conv_only=True, bias=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, out_channels, *spatial]`` for ``x`` of shape ``[B, in_channels, *spatial]``.
+    def decoder_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's last feature map ``[B, channels[0], *spatial]`` (input resolution) for ``x``.
 
         Raises:
             ValueError: a spatial size is not divisible by ``2 ** (levels - 1)``.
@@ -138,8 +138,7 @@ class PyMICUNet(nn.Module):
         for s in x.shape[2:]:
             if s % self.divisor != 0:
                 raise ValueError(
-                    f"PyMICUNet: every spatial size must be divisible by {self.divisor}, "
-                    f"got input shape {list(x.shape)}"
+                    f"every spatial size must be divisible by {self.divisor}, got input shape {list(x.shape)}"
                 )
         skips: list[torch.Tensor] = []
         for i, block in enumerate(self.encoder):
@@ -151,4 +150,12 @@ class PyMICUNet(nn.Module):
         for j, (up, block) in enumerate(zip(self.upsamples, self.decoder)):
             x = up(x)
             x = block(torch.cat([skips[n - 2 - j], x], dim=1))
-        return self.out_conv(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, out_channels, *spatial]`` for ``x`` of shape ``[B, in_channels, *spatial]``.
+
+        Raises:
+            ValueError: a spatial size is not divisible by ``2 ** (levels - 1)``.
+        """
+        return self.out_conv(self.decoder_features(x))
