@@ -82,6 +82,17 @@ def _check_label(label: torch.Tensor, logits: torch.Tensor, name: str, logits_na
         )
 
 
+def _check_pair(logits1: torch.Tensor, logits2: torch.Tensor, radical_label: torch.Tensor,
+                conservative_label: torch.Tensor) -> None:
+    """Both branches' logits of one shape, and the two labels matching them."""
+    _check_logits(logits1, "logits1")
+    _check_logits(logits2, "logits2")
+    if logits1.shape != logits2.shape:
+        raise ValueError(f"logits1 {tuple(logits1.shape)} and logits2 {tuple(logits2.shape)} must have the same shape")
+    _check_label(radical_label, logits1, "radical_label", "logits1")
+    _check_label(conservative_label, logits1, "conservative_label", "logits1")
+
+
 def _binary(label: torch.Tensor) -> torch.Tensor:
     """0/1 long map ``[B, 1, ...]`` from a 0/1 (or 0/255) float or int label map."""
     return (label > 0).long()
@@ -345,14 +356,7 @@ class IDMPSLoss(nn.Module):
         beta: float | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(L1, L2, beta)``: :meth:`forward` plus the ``beta`` used (a 0-d tensor)."""
-        _check_logits(logits1, "logits1")
-        _check_logits(logits2, "logits2")
-        if logits1.shape != logits2.shape:
-            raise ValueError(
-                f"logits1 {tuple(logits1.shape)} and logits2 {tuple(logits2.shape)} must have the same shape"
-            )
-        _check_label(radical_label, logits1, "radical_label", "logits1")
-        _check_label(conservative_label, logits1, "conservative_label", "logits1")
+        _check_pair(logits1, logits2, radical_label, conservative_label)
         if beta is None:
             beta_t = torch.rand(()) + 1e-10
         else:
@@ -465,14 +469,7 @@ class CRBNetLoss(nn.Module):
         total_iterations: int,
         beta: float | torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        _check_logits(logits1, "logits1")
-        _check_logits(logits2, "logits2")
-        if logits1.shape != logits2.shape:
-            raise ValueError(
-                f"logits1 {tuple(logits1.shape)} and logits2 {tuple(logits2.shape)} must have the same shape"
-            )
-        _check_label(radical_label, logits1, "radical_label", "logits1")
-        _check_label(conservative_label, logits1, "conservative_label", "logits1")
+        _check_pair(logits1, logits2, radical_label, conservative_label)
         _check_label(caliper_axes, logits1, "caliper_axes", "logits1")
 
         l1 = self.crbs_radical(logits1, radical_label)
