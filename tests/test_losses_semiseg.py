@@ -19,14 +19,7 @@ from usseg_monai.losses.semiseg import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread. With two OpenMP threads on a busy 2-core machine, MALUNet's many small
-    ops ran about 100x slower (4 s instead of 0.03 s per step); the previous setting is restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # image 1: p = (0.9, 0.2, 0.6, 0.1), g = (1, 1, 0, 0): TP = 1.1, FN = 0.1 + 0.8 = 0.9, FP = 0.6 + 0.1 = 0.7

@@ -17,14 +17,7 @@ from usseg_monai.networks.unext import OverlapPatchEmbed, ShiftedMLP, ShiftedMLP
 
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread. With two OpenMP threads on a busy 2-core machine, MALUNet's many small
-    ops ran about 100x slower (4 s instead of 0.03 s per step); the previous setting is restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
