@@ -1,6 +1,16 @@
 """usseg_monai.engines: trainers that SupervisedTrainer cannot express alone, built on monai.engines."""
 
 from .optim import OPTIMIZERS, make_optimizer
+from .semi_supervised import CyclicLoader, SemiSupervisedTrainer, sigmoid_rampup
 from .two_branch import TwoBranchTrainer, loss_terms, total_iterations
 
-__all__ = ["TwoBranchTrainer", "loss_terms", "total_iterations", "OPTIMIZERS", "make_optimizer"]
+__all__ = [
+    "SemiSupervisedTrainer",
+    "CyclicLoader",
+    "sigmoid_rampup",
+    "TwoBranchTrainer",
+    "loss_terms",
+    "total_iterations",
+    "OPTIMIZERS",
+    "make_optimizer",
+]
