@@ -42,6 +42,10 @@ def _disk_case(rng: np.random.Generator, shape: tuple[int, ...], empty: bool) ->
     return np.clip(image, 0, 255).astype(np.uint8), (mask * 255).astype(np.uint8)
 
 
+#: class names of the tiny datasets (as BUSI): items alternate benign / malignant, an empty mask is "normal"
+TINY_CLASSES = ("benign", "malignant", "normal")
+
+
 def make_tiny_dataset(
     root: str | os.PathLike,
     spatial_dims: int = 2,
@@ -56,7 +60,8 @@ def make_tiny_dataset(
 
     2D: PNG images and 0/255 masks; 3D: NIfTI volumes and 0/1 masks with ``spacing`` in the header and the
     datalist. ``counts`` = (training, validation, test). With ``empty_in_test`` the last test case has an
-    empty mask (like a BUSI "normal" image). Shapes differ from case to case (odd sizes) on purpose.
+    empty mask (like a BUSI "normal" image). Every item has a ``class`` and ``class_index`` (:data:`TINY_CLASSES`),
+    as prepared BUSI items do. Shapes differ from case to case (odd sizes) on purpose.
     With ``calipers`` every item also gets ``calipers/case_<k>.json`` derived from its mask as the prepare-time
     option does (``allow_empty``: an empty mask gives an annotation without lesions) and the datalist key
     ``calipers``.
@@ -73,6 +78,7 @@ def make_tiny_dataset(
         "modality": "US",
         "spatial_dims": spatial_dims,
         "labels": {"0": "background", "1": "lesion"},
+        "classes": list(TINY_CLASSES),
     }
     k = 0
     for section, n in zip(("training", "validation", "test"), counts):
@@ -88,9 +94,12 @@ def make_tiny_dataset(
             else:
                 save_volume(root / "images" / name, image, spacing)
                 save_volume(root / "labels" / name, (mask > 0).astype(np.uint8), spacing)
+            class_name = "normal" if empty else TINY_CLASSES[k % 2]
             item = {
                 "image": f"images/{name}",
                 "label": f"labels/{name}",
+                "class": class_name,
+                "class_index": TINY_CLASSES.index(class_name),
                 "case_id": f"case_{k:03d}",
                 "spacing": list(spacing),
             }

@@ -89,14 +89,14 @@ class _RecordingLoss:
         return {"loss": sup + unsup, "supervised": sup, "unsupervised": unsup}
 
 
-def _trainer(loss, max_epochs=2, **kwargs) -> tuple[SemiSupervisedTrainer, torch.nn.Module]:
+def _trainer(loss, max_epochs=2, unlabeled=True, **kwargs) -> tuple[SemiSupervisedTrainer, torch.nn.Module]:
     torch.manual_seed(0)
     net = torch.nn.Conv2d(1, 1, 3, padding=1)
     trainer = SemiSupervisedTrainer(
         device=torch.device("cpu"),
         max_epochs=max_epochs,
         train_data_loader=DataLoader(_labeled(6), batch_size=2),
-        unlabeled_data_loader=DataLoader(_unlabeled(4), batch_size=3),
+        unlabeled_data_loader=DataLoader(_unlabeled(4), batch_size=3) if unlabeled else None,
         network=net,
         optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
         loss_function=loss,
@@ -145,6 +145,18 @@ def test_trainer_epoch_length_cycles_the_labeled_stream():
     trainer.run()
     assert [c["t"] for c in loss.calls] == list(range(7))
     assert all(c["T"] == 7 for c in loss.calls)
+
+
+def test_trainer_without_unlabeled_stream_is_labeled_only():
+    seen = []
+
+    def loss(out_l, outs_u, labeled, unlabeled, iteration, total_iterations):
+        seen.append((dict(outs_u), dict(unlabeled)))
+        return out_l.pow(2).mean()
+
+    trainer, _ = _trainer(loss, max_epochs=1, unlabeled=False)
+    trainer.run()
+    assert seen == [({}, {})] * 3
 
 
 def test_trainer_loss_can_return_pred_and_plain_tensor():

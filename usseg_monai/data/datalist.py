@@ -19,7 +19,7 @@ from typing import Any
 
 from .io import DatasetError, load_datalist
 
-__all__ = ["load_datalist_section", "PATH_KEYS"]
+__all__ = ["load_datalist_section", "load_semi_supervised_sections", "PATH_KEYS"]
 
 #: item keys that hold file paths (made absolute and checked when present).
 PATH_KEYS = ("image", "label", "calipers")
@@ -107,3 +107,120 @@ def load_datalist_section(
     if dropped:
         logger.info("%s: %s: %d of %d items without '%s' left out", path, data_list_key, dropped, len(items), label_key)
     return out
+
+
+def load_semi_supervised_sections(
+    data_list_file_path: str | os.PathLike,
+    data_list_key: str = "training",
+    labeled: int | float | None = None,
+    class_only: int | float | str | None = None,
+    seed: int = 0,
+    label_key: str = "label",
+    class_key: str | None = None,
+    num_classes: int | None = None,
+    require_unlabeled: bool = True,
+    base_dir: str | os.PathLike | None = None,
+    check_files: bool = True,
+) -> dict[str, list[dict[str, Any]]]:
+    """Split one datalist section into a labeled and an unlabeled stream for a semi-supervised bundle.
+
+    The partition comes from the datalist when it has one (``usseg split --labeled ... --class-only ...``: some
+    items have ``supervision`` other than ``"mask"`` or no ``label_key``); ``labeled`` / ``class_only`` are then
+    ignored (logged). For a section that is not partitioned (every item has a mask, e.g. a plain prepared dataset
+    or the phantom) the section is partitioned here with
+    :func:`usseg_monai.data.splits.partition_training` (stratified by ``class``, nested, seeded by ``seed``)
+    using ``labeled`` (CRII-Net's ``labeled_fraction``) and ``class_only`` (SemiSeg-CAW); at least one item stays
+    labeled, and at least one goes to the other stream when there are two or more.
+
+    Items of the unlabeled stream never carry ``label_key`` (their mask is dropped here even if the datalist
+    still names it), so a training pipeline cannot read it.
+
+    Args:
+        data_list_file_path, data_list_key, base_dir, check_files: as :func:`load_datalist_section`.
+        labeled: items that keep their mask when the section is not partitioned: count (int) or fraction
+            (float); ``None``: all items not chosen as class-only.
+        class_only: items that keep only their class when the section is not partitioned (count, fraction or
+            ``"rest"``); ``None``: none.
+        seed: seed of that partition.
+        label_key: the mask key (``"label"``).
+        class_key: when given (e.g. ``"class_index"``), the class label every unlabeled item must have (the
+            class-only stream of SemiSeg-CAW; items without it, or marked ``supervision: "none"`` by the
+            partition, are left out, logged), and that labeled items
+            get as ``-1`` (no class: ignored by the classification loss) when they have none.
+        num_classes: when given with ``class_key``, every class index must be in ``[0, num_classes)``.
+        require_unlabeled: an empty unlabeled stream is an error (otherwise an empty list is returned).
+
+    Returns:
+        ``{"labeled": [...], "unlabeled": [...]}``: new dicts with absolute paths.
+
+    Raises:
+        DatasetError: no labeled item, no unlabeled item (with ``require_unlabeled``), or a class index out of
+            range; the message names the datalist, the section and the item.
+    """
+    from .splits import partition_training, resolve_count
+
+    path = Path(data_list_file_path)
+    items = load_datalist_section(
+        path, data_list_key, require_label=False, base_dir=base_dir, check_files=check_files, label_key=label_key
+    )
+    partitioned = any(it.get("supervision", "mask") != "mask" or label_key not in it for it in items)
+    if partitioned:
+        if labeled is not None or class_only is not None:
+            logger.info(
+                "%s: %s is already partitioned (%d of %d items with '%s'): its partition is used, labeled=%s "
+                "class_only=%s ignored", path, data_list_key, sum(label_key in it for it in items), len(items),
+                label_key, labeled, class_only,
+            )
+    elif labeled is not None or class_only is not None:
+        n = len(items)
+        n_labeled = None
+        if labeled is not None:
+            try:
+                n_labeled = resolve_count("labeled", labeled, n)
+            except ValueError as e:
+                raise DatasetError(f"{path}: {data_list_key}: {e}") from None
+            n_labeled = max(1, min(n_labeled, n - 1 if n > 1 else n))
+        try:
+            items = partition_training(items, labeled=n_labeled, class_only=class_only, seed=seed)
+        except ValueError as e:
+            raise DatasetError(f"{path}: {data_list_key}: {e}") from None
+        if n_labeled is not None and label_key != "label":  # partition_training drops 'label' only
+            items = [it if it["supervision"] == "mask" else {k: v for k, v in it.items() if k != label_key} for it in items]
+    labeled_items, unlabeled_items = [], []
+    dropped = 0
+    for i, it in enumerate(items):
+        if class_key is not None and class_key in it:
+            value = it[class_key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (
+                num_classes is not None and value >= num_classes
+            ):
+                raise DatasetError(
+                    f"{path}: {data_list_key}[{i}] ({it['image']}) has {class_key}={value!r}; expected an integer in "
+                    f"[0, {num_classes if num_classes is not None else 'num_classes'})"
+                )
+        if label_key in it and it.get("supervision", "mask") == "mask":
+            new = dict(it)
+            if class_key is not None:
+                new.setdefault(class_key, -1)
+            labeled_items.append(new)
+        else:
+            if class_key is not None and (class_key not in it or it.get("supervision") == "none"):
+                dropped += 1
+                continue
+            unlabeled_items.append({k: v for k, v in it.items() if k != label_key})
+    if dropped:
+        logger.info(
+            "%s: %s: %d items with neither a mask nor a usable '%s' left out", path, data_list_key, dropped, class_key
+        )
+    if not labeled_items:
+        raise DatasetError(f"{path}: section '{data_list_key}' has no item with a '{label_key}' (a mask) to train on")
+    if require_unlabeled and not unlabeled_items:
+        what = f"with a '{class_key}' and no mask" if class_key is not None else "without a mask"
+        raise DatasetError(
+            f"{path}: section '{data_list_key}' has no item {what} for the unlabeled stream: partition it "
+            "(usseg split --labeled/--class-only) or set the bundle's labeled / class-only amount"
+        )
+    logger.info(
+        "%s: %s: %d labeled, %d unlabeled items", path, data_list_key, len(labeled_items), len(unlabeled_items)
+    )
+    return {"labeled": labeled_items, "unlabeled": unlabeled_items}

@@ -104,7 +104,9 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         device: the device of the run.
         max_epochs: epochs over the labeled stream (``epoch_length`` iterations each, default one labeled pass).
         train_data_loader: the labeled stream (images with masks).
-        unlabeled_data_loader: the second stream (images without masks: unlabeled, or with a class only).
+        unlabeled_data_loader: the second stream (images without masks: unlabeled, or with a class only);
+            ``None`` trains on the labeled stream alone (the loss then gets empty ``unlabeled_outputs`` and
+            ``unlabeled`` dicts): the labeled-only baselines use the same engine and loss.
         network: the network; called in training mode on each stream.
         optimizer: one optimiser over every trained parameter (network and, e.g., learned loss weights).
         loss_function: ``f(labeled_output, unlabeled_outputs, labeled, unlabeled, iteration=, total_iterations=)``
@@ -122,7 +124,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         device: str | torch.device,
         max_epochs: int,
         train_data_loader: Any,
-        unlabeled_data_loader: Any,
+        unlabeled_data_loader: Any | None,
         network: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
         loss_function: Callable,
@@ -144,8 +146,6 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             raise ValueError(f"SemiSupervisedTrainer: unlabeled_image_keys {missing} are not in unlabeled_keys {list(unlabeled_keys)}")
         if label_key is not None and label_key not in labeled_keys:
             raise ValueError(f"SemiSupervisedTrainer: label_key {label_key!r} is not in labeled_keys {list(labeled_keys)}")
-        if unlabeled_data_loader is None:
-            raise ValueError("SemiSupervisedTrainer: unlabeled_data_loader is required (the stream of images without masks)")
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -156,7 +156,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             **kwargs,
         )
         self.unlabeled_data_loader = unlabeled_data_loader
-        self.unlabeled_stream = CyclicLoader(unlabeled_data_loader)
+        self.unlabeled_stream = None if unlabeled_data_loader is None else CyclicLoader(unlabeled_data_loader)
         self.labeled_keys = labeled_keys
         self.unlabeled_keys = unlabeled_keys
         self.unlabeled_image_keys = image_keys
@@ -176,8 +176,10 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
         labeled = {k: engine._fetch(batchdata, k, "labeled") for k in engine.labeled_keys}
-        unlabeled_batch = next(engine.unlabeled_stream)
-        unlabeled = {k: engine._fetch(unlabeled_batch, k, "unlabeled") for k in engine.unlabeled_keys}
+        unlabeled: dict[str, torch.Tensor] = {}
+        if engine.unlabeled_stream is not None:
+            unlabeled_batch = next(engine.unlabeled_stream)
+            unlabeled = {k: engine._fetch(unlabeled_batch, k, "unlabeled") for k in engine.unlabeled_keys}
         inputs = labeled[engine.labeled_keys[0]]
         t = int(engine.state.iteration) - 1  # ignite counts the running iteration already
         total = total_iterations(engine.state.max_epochs, engine.state.epoch_length)
@@ -187,7 +189,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
 
         def _forward_and_loss() -> torch.Tensor:
             out_l = engine.network(inputs)
-            outs_u = {k: engine.network(unlabeled[k]) for k in engine.unlabeled_image_keys}
+            outs_u = {k: engine.network(unlabeled[k]) for k in engine.unlabeled_image_keys if k in unlabeled}
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             result = engine.loss_function(out_l, outs_u, labeled, unlabeled, iteration=t, total_iterations=total)
             if isinstance(result, Mapping):
