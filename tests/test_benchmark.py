@@ -76,6 +76,9 @@ def test_smoke_end_to_end(tiny_phantom, tmp_path):
     n_test = len(test_items)
     assert r["datalists"]["test"] == {"path": str((held / "test_datalist.json").resolve()), "section": "test", "n": n_test}
     assert r["datalists"]["train"]["n"] == len(data["training"])
+    assert r["datalists"]["train"]["n_with_mask"] == len(data["training"])
+    curve = r["training_curve"]
+    assert [e["epoch"] for e in curve] == [1] and curve[0]["loss"] > 0
     assert r["budget"]["name"] == "smoke" and r["budget"]["image_size"] == [64, 64] and r["budget"]["max_epochs"] == 1
     assert r["seed"] == 1
     for key in ("dice", "iou", "hd95_mm", "asd_mm", "recall", "precision", "specificity", "accuracy"):

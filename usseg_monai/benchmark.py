@@ -207,6 +207,36 @@ class _IterationTimer:
         self.times.append(time.perf_counter() - self._t0)
 
 
+class _LossCurve:
+    """Per-epoch means of the trainer's ``loss`` and ``loss/<term>`` outputs (the training curve of the report)."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+        self._sums: dict[str, float] = {}
+        self._n = 0
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch)
+
+    def _iteration(self, engine: Any) -> None:
+        from usseg_monai.engines import loss_terms
+
+        for k, v in loss_terms(engine.state.output).items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+        self._n += 1
+
+    def _epoch(self, engine: Any) -> None:
+        if self._n:
+            self.epochs.append({"epoch": int(engine.state.epoch), **{k: v / self._n for k, v in self._sums.items()}})
+        self._sums, self._n = {}, 0
+
+    def summary(self) -> list[dict[str, float]]:
+        return list(self.epochs)
+
+
 class _PredictionCollector:
     """Keep every postprocessed prediction of an evaluator as ``(filename, (x, y[, z]) bool mask)``."""
 
@@ -304,7 +334,9 @@ def run_benchmark(
         torch.set_num_threads(int(threads))
     bundle_dir = _resolve_bundle(bundle)
     train_datalist, test_datalist = Path(train_datalist).resolve(), Path(test_datalist).resolve()
-    train_items = _check_section(train_datalist, train_key, "training", require_label=True)
+    # training items may lack a mask (class-only / unlabeled items of a semi-supervised datalist, calipers):
+    # the bundle decides what it needs and names what is missing
+    train_items = _check_section(train_datalist, train_key, "training", require_label=False)
     test_items = _check_section(test_datalist, test_key, "test", require_label=True)
     train_data = json.loads(train_datalist.read_text(encoding="utf-8"))
     if not val_key or not train_data.get(val_key):
@@ -352,6 +384,8 @@ def run_benchmark(
     trainer = wf.parser.get_parsed_content("train#trainer")
     timer = _IterationTimer(sync_cuda=dev.type == "cuda")
     timer.attach(trainer)
+    curve = _LossCurve()
+    curve.attach(trainer)
     from ignite.engine import Events
 
     @trainer.on(Events.EPOCH_COMPLETED)
@@ -423,7 +457,12 @@ def run_benchmark(
         "seed": int(seed),
         "bundle_overrides": dict(bundle_overrides or {}),
         "datalists": {
-            "train": {"path": str(train_datalist), "section": train_key, "n": len(train_items)},
+            "train": {
+                "path": str(train_datalist),
+                "section": train_key,
+                "n": len(train_items),
+                "n_with_mask": sum("label" in it for it in train_items),
+            },
             "validation": {"path": str(train_datalist), "section": val_key},
             "test": {"path": str(test_datalist), "section": test_key, "n": len(test_items)},
         },
@@ -440,6 +479,7 @@ def run_benchmark(
             "inference_note": "forward pass + postprocessing (Invertd, argmax, mask writing) per image, loading excluded",
             "total_wall_s": time.perf_counter() - t_start,
         },
+        "training_curve": curve.summary(),
         "memory": _peak_memory_mb(dev),
         "device": device_name(dev),
         "versions": _versions(),
