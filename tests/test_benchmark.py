@@ -81,6 +81,9 @@ def test_smoke_end_to_end(tiny_phantom, tmp_path):
     assert [e["epoch"] for e in curve] == [1] and curve[0]["loss"] > 0
     assert r["budget"]["name"] == "smoke" and r["budget"]["image_size"] == [64, 64] and r["budget"]["max_epochs"] == 1
     assert r["seed"] == 1
+    from usseg_monai.networks import PyMICUNet
+
+    assert r["params"] == sum(p.numel() for p in PyMICUNet(2, 1, 2).parameters())
     for key in ("dice", "iou", "hd95_mm", "asd_mm", "recall", "precision", "specificity", "accuracy"):
         m = r["metrics"][key]
         assert set(m) >= {"mean", "ci_low", "ci_high", "n", "n_resamples"}

@@ -382,6 +382,8 @@ def run_benchmark(
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     trainer = wf.parser.get_parsed_content("train#trainer")
+    network_def = wf.parser.get_parsed_content("network_def")
+    n_params = int(sum(p.numel() for p in network_def.parameters()))
     timer = _IterationTimer(sync_cuda=dev.type == "cuda")
     timer.attach(trainer)
     curve = _LossCurve()
@@ -467,6 +469,7 @@ def run_benchmark(
             "test": {"path": str(test_datalist), "section": test_key, "n": len(test_items)},
         },
         "checkpoint": str(final_ckpt),
+        "params": n_params,
         "metrics": summarize_cases(cases, keys=SEGMENTATION_METRICS, n_resamples=n_resamples, confidence=confidence, seed=seed),
         "measurement_error": measurement_error_summary(meas, n_resamples=n_resamples, confidence=confidence, seed=seed),
         "spacing_note": "distances in mm where the test datalist gives 'spacing', else in pixels",
