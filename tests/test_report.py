@@ -1,0 +1,126 @@
+"""The results report generator on a tiny hand-made suite results file: tables, figures, exact numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from usseg_monai.data.io import DatasetError, load_png, save_png
+from usseg_monai.report import choose_gallery_cases, load_suite_results, markdown_report, write_report
+
+
+def _ci(mean, lo, hi, n=3):
+    return {"mean": mean, "ci_low": lo, "ci_high": hi, "n": n, "n_excluded": 0, "n_resamples": 100, "confidence": 0.95}
+
+
+def _disk(shape, centre, r):
+    xx, yy = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    return ((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= r * r).astype(np.uint8) * 255
+
+
+@pytest.fixture()
+def suite(tmp_path) -> dict:
+    """Two methods on three test images, with predictions on disk (as the benchmark runner leaves them)."""
+    data = tmp_path / "data"
+    items = []
+    for k in range(3):
+        name = f"img_{k}.png"
+        save_png(data / "images" / name, (np.random.default_rng(k).random((40, 32)) * 255).astype(np.uint8))
+        save_png(data / "labels" / name, _disk((40, 32), (20, 16), 6 + k))
+        items.append({"image": f"images/{name}", "label": f"labels/{name}", "spacing": [0.5, 0.5]})
+    (data / "datalist.json").write_text(json.dumps({"test": items}))
+    runs = []
+    for m, (method, dices, radius) in enumerate((("Reference", [0.9, 0.5, 0.7], 7), ("Method B", [0.8, 0.6, 0.65], 5))):
+        run_dir = tmp_path / f"run_{m}"
+        for k in range(3):
+            save_png(run_dir / "predictions" / f"img_{k}_seg.png", _disk((40, 32), (19, 15), radius))
+        cases = [{"image": f"images/img_{k}.png", "dice": d} for k, d in enumerate(dices)]
+        runs.append(
+            {
+                "dataset": "Tiny",
+                "protocol": "calipers",
+                "method": method,
+                "run_dir": str(run_dir),
+                "datalists": {"test": {"path": str(data / "datalist.json"), "section": "test", "n": 3}},
+                "metrics": {
+                    "dice": _ci(float(np.mean(dices)), 0.123456, 0.987654),
+                    "iou": _ci(0.5 + m / 10, 0.4, 0.6),
+                    "hd95_mm": _ci(12.345, 10.0, 14.0),
+                    "recall": _ci(0.7, 0.6, 0.8),
+                    "precision": _ci(0.75, 0.6, 0.8),
+                    "specificity": _ci(0.99, 0.98, 1.0),
+                    "accuracy": _ci(0.97, 0.96, 0.98),
+                },
+                "measurement_error": {
+                    "long_axis_mae_mm": _ci(1.25, 1.0, 1.5),
+                    "short_axis_mae_mm": _ci(0.75, 0.5, 1.0),
+                    "aspect_ratio_mae": _ci(0.0426, 0.01, 0.05),
+                    "taller_than_wide_agreement": _ci(1.0, 1.0, 1.0),
+                    "n_measured": 3,
+                },
+                "timing": {"seconds_per_iteration": 0.4321},
+                "params": 1234567,
+                "training_curve": [{"epoch": 1, "loss": 1.0 - m / 10}, {"epoch": 2, "loss": 0.5}],
+                "cases": cases,
+            }
+        )
+    runs[1]["classification"] = {"accuracy": 0.6667, "n": 3}
+    return {"suite": {"budget": "smoke", "device": "CPU test", "wall_s": 90.0, "seed": 0}, "runs": runs}
+
+
+def test_markdown_carries_numbers_over_exactly(suite):
+    md = markdown_report(suite)
+    assert "## Tiny: calipers" in md
+    lines: dict[str, str] = {}
+    for line in md.splitlines():
+        if line.startswith("| "):
+            lines.setdefault(line.split(" | ")[0].strip("| "), line)  # the first table's rows
+    ref = lines["Reference"]
+    assert "0.700 [0.123, 0.988]" in ref and "| 0.500 |" in ref and "| 12.3 |" in ref
+    assert "| 1,234,567 |" in ref and "| 0.432 |" in ref and "| - |" in ref  # no classification
+    assert "| 0.667 |" in lines["Method B"]  # classification accuracy
+    # measurement rows (second table): long/short axis, aspect ratio, agreement, cases
+    meas = [line for line in md.splitlines() if line.startswith("| Reference |")][1]
+    assert "| 1.25 | 0.75 | 0.043 | 1.000 | 3 |" in meas
+    assert "- budget: smoke" in md and "- wall time: 1.5 min" in md and "- device: CPU test" in md
+
+
+def test_write_report_figures_and_links(suite, tmp_path):
+    out = write_report(suite, tmp_path / "docs" / "results.md")
+    figs = sorted(Path(p).name for p in out["figures"])
+    assert figs == ["cases_Tiny_calipers.png", "curves_Tiny_calipers.png", "dice_Tiny_calipers.png", "gallery_Tiny_calipers.png"]
+    md = (tmp_path / "docs" / "results.md").read_text()
+    for name in figs:
+        assert f"(figures/{name})" in md
+        img = load_png(tmp_path / "docs" / "figures" / name)
+        assert img.shape[0] > 50 and img.shape[1] > 50
+    assert not [p for p in (tmp_path / "docs").iterdir() if p.name.startswith(".")]  # atomic writes
+
+
+def test_gallery_cases_are_quantiles_of_the_first_run(suite):
+    assert choose_gallery_cases(suite["runs"], 2) == ["images/img_1.png", "images/img_0.png"]  # worst, best
+    assert choose_gallery_cases(suite["runs"], 3) == ["images/img_1.png", "images/img_2.png", "images/img_0.png"]
+
+
+def test_gallery_is_skipped_when_predictions_are_gone(suite, tmp_path):
+    for r in suite["runs"]:
+        r["run_dir"] = str(tmp_path / "moved")
+    out = write_report(suite, tmp_path / "r2" / "results.md")
+    assert not any(Path(p).name.startswith("gallery") for p in out["figures"])
+    assert "gallery" not in (tmp_path / "r2" / "results.md").read_text().lower().split("## tiny")[1].split("![")[0]
+
+
+def test_load_suite_results_errors(tmp_path, suite):
+    with pytest.raises(DatasetError, match="suite results not found"):
+        load_suite_results(tmp_path / "none.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"runs": []}))
+    with pytest.raises(DatasetError, match="no 'runs' list"):
+        load_suite_results(bad)
+    del suite["runs"][1]["method"]
+    bad.write_text(json.dumps(suite))
+    with pytest.raises(DatasetError, match=r"runs\[1\] has no 'method'"):
+        load_suite_results(bad)
