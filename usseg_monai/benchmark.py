@@ -496,7 +496,10 @@ def run_benchmark(
 
 def add_benchmark_arguments(parser: Any) -> Any:
     """Add the ``usseg benchmark`` arguments to an ``argparse`` parser and return it."""
-    parser.add_argument("bundle", help="bundle folder, or a name under bundles/ (e.g. unet_us_2d_segmentation)")
+    parser.add_argument(
+        "bundle", nargs="?", default=None,
+        help="bundle folder, or a name under bundles/ (e.g. unet_us_2d_segmentation); omitted with --suite",
+    )
     parser.add_argument("--train-datalist", required=True, help="datalist JSON trained on")
     parser.add_argument("--train-key", default="training", help="section trained on (default: training)")
     parser.add_argument("--val-key", default="validation", help="section of the training datalist validated on during training")
@@ -513,12 +516,25 @@ def add_benchmark_arguments(parser: Any) -> Any:
     parser.add_argument("--n-resamples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per core)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="extra bundle override, e.g. --set learning_rate=0.003")
-    parser.add_argument("--output", required=True, help="run folder (checkpoints, predictions, results.json)")
+    parser.add_argument("--output", required=True, help="run folder (checkpoints, predictions, results.json); with --suite the suite's folder")
+    from usseg_monai.suite import add_suite_arguments
+
+    add_suite_arguments(parser)
     return parser
 
 
 def benchmark_main(args: Any) -> int:
-    """Run ``usseg benchmark`` from parsed arguments; print the results path."""
+    """Run ``usseg benchmark`` from parsed arguments (one bundle, or ``--suite``); print the results path."""
+    if getattr(args, "suite", None):
+        if args.bundle is not None:
+            raise ValueError(f"give either a bundle ({args.bundle!r}) or --suite, not both")
+        if args.set:
+            raise ValueError("--set applies to one bundle; the suite sets each run's overrides itself")
+        from usseg_monai.suite import suite_main
+
+        return suite_main(args)
+    if args.bundle is None:
+        raise ValueError("give a bundle (e.g. unet_us_2d_segmentation) or --suite PROTOCOLS")
     overrides: dict[str, Any] = {}
     for s in args.set:
         if "=" not in s:

@@ -1,0 +1,120 @@
+"""The results suite (`usseg benchmark --suite`): its plan, derived datalists, and the smallest budget end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from usseg_monai.data.io import load_png
+from usseg_monai.suite import PROTOCOLS, plan_suite, run_suite
+
+
+def test_plan_lists_every_protocol_and_shares_the_reference():
+    plan = plan_suite(PROTOCOLS, 2, class_only=(48, 96), fractions=(0.04, 0.1), num_cls_classes=6)
+    protocols = list(dict.fromkeys(r.protocol for r in plan))
+    assert protocols == [
+        "calipers",
+        "class_labels (48 class-only)",
+        "class_labels (96 class-only)",
+        "few_masks (4% masks)",
+        "few_masks (10% masks)",
+    ]
+    calipers = [r for r in plan if r.protocol == "calipers"]
+    assert [r.train_variant for r in calipers] == ["full", "radical", "conservative", "full"]
+    assert calipers[-1].bundle == "crbnet_us_2d_segmentation"
+    c48 = [r for r in plan if r.protocol.startswith("class_labels (48")]
+    assert len(c48) == 6 and {r.overrides["backbone"] for r in c48} == {"malunet", "unext"}
+    assert all(r.overrides["num_cls_classes"] == 6 for r in c48)
+    assert [r.train_variant for r in c48[:3]] == ["full", "class_only:48", "class_only:48"]
+    # the all-mask backbone runs do not depend on the class-only amount: one run each, listed twice
+    ids = [r.run_id for r in plan]
+    assert ids.count("malunet_full") == 2 and ids.count("unext_full") == 2
+    few = [r for r in plan if r.protocol.startswith("few_masks (4%")]
+    assert [r.overrides.get("method") for r in few] == ["labeled_only", "mean_teacher", "crii_net", None]
+    assert {r.train_variant for r in few[:3]} == {"labeled:0.04"}
+    assert ids.count("unet_full") == 3  # calipers + both few-mask tables, one training
+    plan3 = plan_suite(["calipers", "few_masks"], 3)
+    assert {r.bundle for r in plan3} == {"unet_us_3d_segmentation", "crbnet_us_3d_segmentation", "crii_net_us_3d_segmentation"}
+    with pytest.raises(ValueError, match="2D only"):
+        plan_suite(["class_labels"], 3)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        plan_suite(["masks"], 2)
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory) -> Path:
+    from usseg_monai.data.phantom import prepare_phantom
+
+    root = tmp_path_factory.mktemp("suite_phantom")
+    prepare_phantom(root / "ds", n_images=12, image_size=(64, 48), seed=0, val_fraction=0.25, test_fraction=0.25)
+    return root / "ds" / "datalist.json"
+
+
+def test_variant_datalists(phantom, tmp_path):
+    from usseg_monai.suite import _variant_datalist
+
+    assert _variant_datalist("full", phantom, "training", tmp_path, 0) == phantom
+    rad = json.loads(_variant_datalist("radical", phantom, "training", tmp_path, 0).read_text())
+    con = json.loads(_variant_datalist("conservative", phantom, "training", tmp_path, 0).read_text())
+    source = json.loads(phantom.read_text())["training"]
+    n_lesions = 0
+    for r, c, src in zip(rad["training"], con["training"], source):
+        assert Path(r["image"]).name == Path(c["image"]).name == Path(src["image"]).name
+        rm, cm = load_png(Path(r["label"])) > 0, load_png(Path(c["label"])) > 0
+        truth = load_png(phantom.parent / src["label"]) > 0
+        assert rm.shape == truth.shape and np.all(rm[cm])  # conservative inside radical
+        if truth.any():
+            n_lesions += 1
+            assert cm.sum() > 0 and (rm & truth).sum() > 0.5 * truth.sum()
+        else:
+            assert not rm.any()
+    assert n_lesions >= 3
+    part = json.loads(_variant_datalist("labeled:0.5", phantom, "training", tmp_path, 0).read_text())
+    assert sum("label" in it for it in part["training"]) == 3 and len(part["training"]) == 6
+    with pytest.raises(ValueError, match="unknown training variant"):
+        _variant_datalist("masks:3", phantom, "training", tmp_path, 0)
+
+
+@pytest.mark.slow
+def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path):
+    work, report = tmp_path / "work", tmp_path / "docs" / "results.md"
+    kw = dict(test_key="test", budget="smoke", seed=0, device="cpu", threads=1, n_resamples=50, report=report)
+    merged = run_suite(["calipers"], "PhantomA", phantom, phantom, work, **kw)
+    assert [r["method"] for r in merged["runs"]] == [
+        "UNet, full masks",
+        "UNet, radical labels",
+        "UNet, conservative labels",
+        "CRBNet (calipers only)",
+    ]
+    on_disk = json.loads((work / "results.json").read_text())
+    r0 = on_disk["runs"][0]
+    own = json.loads((work / "PhantomA" / "unet_full" / "results.json").read_text())
+    assert r0["metrics"]["dice"] == own["metrics"]["dice"]  # carried over exactly
+    assert r0["budget"]["name"] == "smoke" and on_disk["suite"]["budget"] == "smoke"
+    assert on_disk["datasets"]["PhantomA"]["test"]["n"] == 3
+    md = report.read_text()
+    assert "## PhantomA: calipers" in md and "figures/dice_PhantomA_calipers.png" in md
+    assert (report.parent / "figures" / "gallery_PhantomA_calipers.png").is_file()
+    # a second dataset merges in; finished runs are reused, not retrained
+    stamp = (work / "PhantomA" / "unet_full" / "results.json").stat().st_mtime_ns
+    merged = run_suite(["calipers"], "PhantomB", phantom, phantom, work, **kw)
+    assert {r["dataset"] for r in merged["runs"]} == {"PhantomA", "PhantomB"}
+    assert merged["suite"]["datasets_run"] == ["PhantomA", "PhantomB"]
+    merged = run_suite(["calipers"], "PhantomA", phantom, phantom, work, **kw)
+    assert (work / "PhantomA" / "unet_full" / "results.json").stat().st_mtime_ns == stamp
+    assert len(merged["runs"]) == 8
+    assert "## PhantomB: calipers" in report.read_text()
+
+
+def test_cli_rejects_bundle_with_suite(phantom, tmp_path, capsys):
+    from usseg_monai.cli import main
+
+    args = ["benchmark", "unet_us_2d_segmentation", "--suite", "calipers", "--train-datalist", str(phantom),
+            "--test-datalist", str(phantom), "--output", str(tmp_path / "w")]
+    assert main(args) == 2
+    assert "either a bundle" in capsys.readouterr().err
+    assert main(["benchmark", "--train-datalist", str(phantom), "--test-datalist", str(phantom), "--output", str(tmp_path / "w")]) == 2
+    assert "give a bundle" in capsys.readouterr().err

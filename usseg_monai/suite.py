@@ -1,0 +1,333 @@
+"""The results suite: the papers' protocols on one dataset at a named budget, merged into one report.
+
+``usseg benchmark --suite PROTOCOLS --budget BUDGET --dataset-name NAME --train-datalist ... --test-datalist ...
+--output WORK [--report docs/results.md]`` runs, with :func:`usseg_monai.benchmark.run_benchmark` (same budget,
+seed and test section for every run):
+
+- ``calipers`` (CRBNet's protocol): the reference UNet on the full masks, on the radical and on the conservative
+  caliper pseudo-labels (:func:`usseg_monai.data.pseudo_labels.pseudo_label_datalist`), and CRBNet on the
+  calipers alone; the training datalist must carry ``calipers`` (``usseg prepare ... --calipers``).
+- ``class_labels`` (SemiSeg-CAW's): per backbone (MALUNet, UNeXt) the backbone on all masks, on the reduced masks
+  (the masked part of the partition) and SemiSeg-CAW with the rest class-only, for every ``--class-only`` amount
+  (BUSI 100; DDTI 48, 96, 144 in the paper); the partitions are written with
+  :func:`usseg_monai.data.prepared.split_datalist` (seeded). 2D only.
+- ``few_masks`` (CRII-Net's): at every ``--fractions`` value (4% and 10%) the labeled part alone, a mean teacher
+  and CRII-Net; with the reference UNet on all masks.
+- the measurement protocol (long/short axis and aspect-ratio errors, taller-than-wide agreement of each
+  method's predicted masks) is part of every run's results and of every table.
+
+Every run writes ``WORK/<dataset>/<run id>/results.json``; a run whose results exist is not repeated (so a suite
+can be resumed, and a run shared by two protocols, the reference UNet, trains once). ``WORK/results.json`` holds
+every run of every dataset run into ``WORK`` (merged, so BUSI and DDTI can be run one after the other) with the
+settings, device, versions and wall time, and the report (:func:`usseg_monai.report.write_report`) is written
+from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shlex
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist
+
+__all__ = ["PROTOCOLS", "RunSpec", "plan_suite", "run_suite", "add_suite_arguments"]
+
+logger = logging.getLogger("usseg_monai.suite")
+
+PROTOCOLS = ("calipers", "class_labels", "few_masks")
+BACKBONES = (("malunet", "MALUNet"), ("unext", "UNeXt"))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run of the suite.
+
+    Attributes:
+        run_id: folder name under ``WORK/<dataset>/`` (runs with the same id are the same run).
+        protocol: the protocol it is listed under (a run may be listed under several, see :func:`plan_suite`).
+        method: the method's name in the tables.
+        bundle: bundle folder name under ``bundles/``.
+        train_variant: ``"full"`` (the training datalist as given), ``"radical"`` / ``"conservative"`` (pseudo-label
+            masks), ``"class_only:<n>"`` or ``"labeled:<fraction>"`` (a partition of the training section).
+        overrides: bundle overrides (``--set``) for this run.
+        note: a line printed above the protocol's table.
+    """
+
+    run_id: str
+    protocol: str
+    method: str
+    bundle: str
+    train_variant: str = "full"
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    note: str = ""
+
+
+def _amount_label(value: float | int) -> str:
+    return f"{value:g}" if isinstance(value, int) else f"{100 * float(value):g}%"
+
+
+def plan_suite(
+    protocols: Sequence[str],
+    spatial_dims: int,
+    class_only: Sequence[int] = (100,),
+    fractions: Sequence[float] = (0.04, 0.10),
+    num_cls_classes: int | None = None,
+) -> list[RunSpec]:
+    """The runs of ``protocols`` for a ``spatial_dims`` dataset, in table order.
+
+    Raises:
+        ValueError: an unknown protocol, or ``class_labels`` on a 3D dataset (SemiSeg-CAW's backbones are 2D).
+    """
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"unknown protocol(s) {unknown}; choose from {list(PROTOCOLS)} or 'all'")
+    d = f"{int(spatial_dims)}d"
+    unet, crbnet, crii = f"unet_us_{d}_segmentation", f"crbnet_us_{d}_segmentation", f"crii_net_us_{d}_segmentation"
+    runs: list[RunSpec] = []
+    if "calipers" in protocols:
+        runs += [
+            RunSpec("unet_full", "calipers", "UNet, full masks", unet),
+            RunSpec("unet_radical", "calipers", "UNet, radical labels", unet, "radical"),
+            RunSpec("unet_conservative", "calipers", "UNet, conservative labels", unet, "conservative"),
+            RunSpec("crbnet", "calipers", "CRBNet (calipers only)", crbnet),
+        ]
+    if "class_labels" in protocols:
+        if spatial_dims != 2:
+            raise ValueError("the class_labels protocol (SemiSeg-CAW) is 2D only; this dataset is 3D")
+        semiseg = "semiseg_caw_us_2d_segmentation"
+        cls = {} if num_cls_classes is None else {"num_cls_classes": int(num_cls_classes)}
+        for n in class_only:
+            protocol = f"class_labels ({n} class-only)"
+            note = f"{n} training images keep only their class label; the reduced-mask rows train on the others' masks."
+            for key, name in BACKBONES:
+                sup = {"backbone": key, "method": "supervised", **cls}
+                runs += [
+                    RunSpec(f"{key}_full", protocol, f"{name}, full masks", semiseg, "full", sup, note),
+                    RunSpec(f"{key}_reduced_c{n}", protocol, f"{name}, reduced masks", semiseg, f"class_only:{n}", sup, note),
+                    RunSpec(
+                        f"semiseg_{key}_c{n}", protocol, f"SemiSeg-CAW ({name})", semiseg, f"class_only:{n}",
+                        {"backbone": key, **cls}, note,
+                    ),
+                ]
+    if "few_masks" in protocols:
+        for f in fractions:
+            protocol = f"few_masks ({_amount_label(float(f))} masks)"
+            tag = f"{float(f):g}"
+            runs += [
+                RunSpec(f"crii_labeled_only_{tag}", protocol, "labeled only", crii, f"labeled:{tag}", {"method": "labeled_only"}),
+                RunSpec(f"crii_mean_teacher_{tag}", protocol, "mean teacher", crii, f"labeled:{tag}", {"method": "mean_teacher"}),
+                RunSpec(f"crii_net_{tag}", protocol, "CRII-Net", crii, f"labeled:{tag}", {"method": "crii_net"}),
+                RunSpec("unet_full", protocol, "UNet, full masks (reference)", unet),
+            ]
+    return runs
+
+
+def _variant_datalist(variant: str, train_datalist: Path, train_key: str, work: Path, seed: int) -> Path:
+    """The training datalist of a variant, written under ``work/datalists`` once (reused when present)."""
+    from usseg_monai.data.prepared import split_datalist
+    from usseg_monai.data.pseudo_labels import pseudo_label_datalist
+
+    if variant == "full":
+        return train_datalist
+    folder = work / "datalists"
+    if variant in ("radical", "conservative"):
+        out = folder / f"labels_{variant}" / "datalist.json"
+        if not out.is_file():
+            pseudo_label_datalist(train_datalist, variant, out.parent, train_key=train_key, overwrite=True)
+        return out
+    kind, _, value = variant.partition(":")
+    if kind not in ("class_only", "labeled") or not value:
+        raise ValueError(f"unknown training variant {variant!r}")
+    out = folder / f"datalist_{kind}_{value}.json"
+    if not out.is_file():
+        amount: int | float = int(value) if kind == "class_only" else float(value)
+        split_datalist(train_datalist, out, seed=seed, overwrite=True, **{kind: amount})
+    return out
+
+
+def _merge_results(path: Path, new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` merged into the suite results at ``path``: its dataset's runs replace that dataset's old ones."""
+    old: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            old = {}
+    datasets = {**(old.get("datasets") or {}), **new["datasets"]}
+    names = set(new["datasets"])
+    runs = [r for r in old.get("runs", []) if r.get("dataset") not in names] + list(new["runs"])
+    suites = [s for s in old.get("suites", []) if s.get("dataset") not in names] + [new["suite"]]
+    wall = sum(float(s.get("wall_s") or 0.0) for s in suites)
+    suite = {**new["suite"], "wall_s": wall, "datasets_run": [s.get("dataset") for s in suites]}
+    return {"suite": suite, "suites": suites, "datasets": datasets, "runs": runs}
+
+
+def run_suite(
+    protocols: Sequence[str],
+    dataset_name: str,
+    train_datalist: str | os.PathLike,
+    test_datalist: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    *,
+    train_key: str = "training",
+    val_key: str = "validation",
+    test_key: str = "test",
+    budget: str = "cpu-quick",
+    budget_overrides: Mapping[str, Any] | None = None,
+    class_only: Sequence[int] = (100,),
+    fractions: Sequence[float] = (0.04, 0.10),
+    num_cls_classes: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    threads: int | None = None,
+    n_resamples: int = 1000,
+    report: str | os.PathLike | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run the protocols on one dataset, merge into ``work_dir/results.json``, write the report; return the merged results.
+
+    Args:
+        protocols: names from :data:`PROTOCOLS`.
+        dataset_name: the dataset's name in the tables (e.g. ``"BUSI"``).
+        train_datalist, test_datalist, train_key, val_key, test_key: as :func:`usseg_monai.benchmark.run_benchmark`
+            (the test datalist is used as it is, e.g. a held-back set).
+        work_dir: folder of the runs, the derived datalists and ``results.json``.
+        budget, budget_overrides: the runner's named budget (``cpu-quick``, ``paper``, ...) and field overrides.
+        class_only: class-only amounts of the ``class_labels`` protocol.
+        fractions: labeled fractions of the ``few_masks`` protocol.
+        num_cls_classes: classification classes for SemiSeg-CAW (default: the datalist's ``classes`` count, else
+            the bundle's default).
+        seed, device, threads, n_resamples: passed to every run (the seed also seeds the partitions).
+        report: Markdown report to write (figures beside it in ``figures/``); ``None``: none.
+        command: the command line, recorded in the report.
+    """
+    from usseg_monai.benchmark import get_budget, run_benchmark
+
+    t0 = time.perf_counter()
+    train_datalist, test_datalist = Path(train_datalist).resolve(), Path(test_datalist).resolve()
+    for p, what in ((train_datalist, "training"), (test_datalist, "test")):
+        if not p.is_file():
+            raise DatasetError(f"{what} datalist not found: {p}")
+    data = load_datalist(train_datalist, check_files=False)
+    spatial_dims = int(data.get("spatial_dims", 2))
+    if num_cls_classes is None and isinstance(data.get("classes"), list) and data["classes"]:
+        num_cls_classes = len(data["classes"])
+    b = get_budget(budget, **dict(budget_overrides or {}))
+    plan = plan_suite(protocols, spatial_dims, class_only, fractions, num_cls_classes)
+    work = Path(work_dir).resolve()
+    ds_dir = work / "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset_name)
+    ds_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("suite: %d runs (%d distinct) on %s at budget %s", len(plan), len({r.run_id for r in plan}), dataset_name, b.name)
+    done: dict[str, dict[str, Any]] = {}
+    runs: list[dict[str, Any]] = []
+    for spec in plan:
+        if spec.run_id not in done:
+            run_dir = ds_dir / spec.run_id
+            results_path = run_dir / "results.json"
+            if results_path.is_file():
+                logger.info("suite: %s exists, kept", results_path)
+                res = json.loads(results_path.read_text(encoding="utf-8"))
+            else:
+                dl = _variant_datalist(spec.train_variant, train_datalist, train_key, ds_dir, seed)
+                logger.info("suite: run %s (%s, %s) on %s", spec.run_id, spec.method, spec.bundle, dl)
+                res = run_benchmark(
+                    spec.bundle, dl, test_datalist, run_dir, train_key=train_key, val_key=val_key, test_key=test_key,
+                    budget=b, seed=seed, device=device, n_resamples=n_resamples,
+                    bundle_overrides=dict(spec.overrides), threads=threads,
+                )
+            done[spec.run_id] = res
+        entry = dict(done[spec.run_id])
+        entry.update(
+            dataset=dataset_name, protocol=spec.protocol, method=spec.method, run_id=spec.run_id,
+            run_dir=str(ds_dir / spec.run_id), train_variant=spec.train_variant,
+        )
+        if spec.note:
+            entry["note"] = spec.note
+        runs.append(entry)
+    first = next(iter(done.values()), {})
+    suite = {
+        "dataset": dataset_name,
+        "protocols": list(protocols),
+        "budget": b.name,
+        "budget_settings": {**dataclasses.asdict(b), "image_size": b.image_size(spatial_dims)},
+        "seed": seed,
+        "device": first.get("device"),
+        "versions": first.get("versions"),
+        "wall_s": time.perf_counter() - t0,
+        "command": command,
+    }
+    test_n = len(load_datalist(test_datalist, check_files=False).get(test_key) or [])
+    datasets = {
+        dataset_name: {
+            "train": {"path": str(train_datalist), "section": train_key, "n": len(data.get(train_key) or [])},
+            "test": {"path": str(test_datalist), "section": test_key, "n": test_n},
+            "split": data.get("split"),
+        }
+    }
+    merged = _merge_results(work / "results.json", {"suite": suite, "datasets": datasets, "runs": runs})
+    atomic_write_json(work / "results.json", merged)
+    if report is not None:
+        from usseg_monai.report import write_report
+
+        write_report(merged, report)
+    return merged
+
+
+def add_suite_arguments(parser: Any) -> None:
+    """The ``--suite`` options of ``usseg benchmark``."""
+    g = parser.add_argument_group("suite (usseg benchmark --suite ...)")
+    g.add_argument(
+        "--suite", default=None, metavar="PROTOCOLS",
+        help=f"run the results protocols instead of one bundle: 'all' or a comma list of {','.join(PROTOCOLS)}",
+    )
+    g.add_argument("--dataset-name", default=None, help="the dataset's name in the report (default: the datalist's 'name')")
+    g.add_argument("--class-only", type=int, nargs="+", default=[100], help="class-only amounts (class_labels protocol)")
+    g.add_argument("--fractions", type=float, nargs="+", default=[0.04, 0.10], help="labeled fractions (few_masks protocol)")
+    g.add_argument("--num-cls-classes", type=int, default=None, help="SemiSeg-CAW classes (default: the datalist's 'classes')")
+    g.add_argument("--report", default=None, help="write the Markdown report here (figures in figures/ beside it)")
+
+
+def _argv_of(args: Any) -> list[str]:
+    """The suite's options as a command line (recorded in the report)."""
+    out = ["--suite", shlex.quote(args.suite)]
+    for flag, value in (
+        ("--dataset-name", args.dataset_name), ("--budget", args.budget), ("--epochs", args.epochs),
+        ("--batch-size", args.batch_size), ("--image-size", args.image_size), ("--train-datalist", args.train_datalist),
+        ("--train-key", args.train_key), ("--test-datalist", args.test_datalist), ("--test-key", args.test_key),
+        ("--class-only", args.class_only), ("--fractions", args.fractions), ("--seed", args.seed),
+        ("--threads", args.threads), ("--output", args.output),
+    ):
+        if value is None:
+            continue
+        out.append(flag)
+        out += [shlex.quote(str(v)) for v in value] if isinstance(value, (list, tuple)) else [shlex.quote(str(value))]
+    return out
+
+
+def suite_main(args: Any) -> int:
+    """``usseg benchmark --suite ...``."""
+    protocols = list(PROTOCOLS) if args.suite.strip() == "all" else [p.strip() for p in args.suite.split(",") if p.strip()]
+    name = args.dataset_name
+    if name is None:
+        data = load_datalist(Path(args.train_datalist), check_files=False)
+        name = str(data.get("name") or Path(args.train_datalist).parent.name)
+    overrides: dict[str, Any] = {"max_epochs": args.epochs, "batch_size": args.batch_size, "val_interval": args.val_interval}
+    if args.image_size:
+        overrides["image_size_2d" if len(args.image_size) == 2 else "image_size_3d"] = tuple(args.image_size)
+    run_suite(
+        protocols, name, args.train_datalist, args.test_datalist, args.output,
+        train_key=args.train_key, val_key=args.val_key, test_key=args.test_key, budget=args.budget,
+        budget_overrides=overrides, class_only=args.class_only, fractions=args.fractions,
+        num_cls_classes=args.num_cls_classes, seed=args.seed, device=args.device, threads=args.threads,
+        n_resamples=args.n_resamples, report=args.report,
+        command="usseg benchmark " + " ".join(_argv_of(args)),
+    )
+    print(Path(args.output) / "results.json")
+    return 0
