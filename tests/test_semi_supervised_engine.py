@@ -139,6 +139,41 @@ def test_trainer_decollated_output_still_gives_loss_terms():
     assert set(loss_terms(trainer.state.output)) == {"loss", "loss/supervised", "loss/unsupervised"}
 
 
+class _BatchStats(torch.nn.Module):
+    """Records the batch size of every call; output = input + batch mean (so a split of a joint pass differs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+        self.calls: list[int] = []
+
+    def forward(self, x):
+        self.calls.append(x.shape[0])
+        return self.w * (x + x.mean(dim=0, keepdim=True))
+
+
+def test_trainer_concat_streams_runs_one_pass_and_splits():
+    seen = []
+
+    def loss(out_l, outs_u, labeled, unlabeled, iteration, total_iterations):
+        seen.append((tuple(out_l.shape), {k: tuple(v.shape) for k, v in outs_u.items()}))
+        both = torch.cat([labeled["image"]] + [unlabeled[k] for k in outs_u])
+        expected = both + both.mean(dim=0, keepdim=True)
+        torch.testing.assert_close(torch.cat([out_l] + list(outs_u.values())), expected)
+        return out_l.mean() + sum(v.mean() for v in outs_u.values())
+
+    net = _BatchStats()
+    trainer = SemiSupervisedTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=DataLoader(_labeled(4), batch_size=2),
+        unlabeled_data_loader=DataLoader(_unlabeled(3), batch_size=3), network=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.0), loss_function=loss, decollate=False,
+        unlabeled_keys=("image", "image_strong"), unlabeled_image_keys=("image", "image_strong"), concat_streams=True,
+    )
+    trainer.run()
+    assert net.calls == [8, 8]  # 2 labeled + 3 + 3 unlabeled views, one pass per iteration
+    assert seen[0] == ((2, 1, 8, 8), {"image": (3, 1, 8, 8), "image_strong": (3, 1, 8, 8)})
+
+
 def test_trainer_epoch_length_cycles_the_labeled_stream():
     loss = _RecordingLoss()
     trainer, _ = _trainer(loss, max_epochs=1, epoch_length=7)

@@ -115,6 +115,11 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         unlabeled_keys: batch keys read from the unlabeled stream (must include ``unlabeled_image_keys``).
         unlabeled_image_keys: unlabeled keys the network is run on (one forward pass each).
         label_key: the labeled key exposed as ``label`` in the engine output (``None``: none).
+        concat_streams: run the network once on the labeled and unlabeled images concatenated along the batch
+            (so batch normalisation sees one batch of both; every input must have the same spatial size) and
+            split its output back; otherwise one forward pass per stream.
+        output_batch_dim: the batch dimension of the network's training-mode output, for that split (0; 1 for
+            outputs stacked ``[2, B, ...]`` like :class:`~usseg_monai.networks.TwoBranchNet`).
         other args: see :class:`monai.engines.SupervisedTrainer` (``epoch_length``, ``train_handlers``, ``amp``,
             ...; ``prepare_batch`` is not used: the keys above are moved to ``device`` directly).
     """
@@ -132,6 +137,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         unlabeled_keys: Sequence[str] = (Keys.IMAGE,),
         unlabeled_image_keys: Sequence[str] | None = None,
         label_key: str | None = Keys.LABEL,
+        concat_streams: bool = False,
+        output_batch_dim: int = 0,
         **kwargs: Any,
     ) -> None:
         if kwargs.get("accumulation_steps", 1) != 1:
@@ -161,6 +168,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self.unlabeled_keys = unlabeled_keys
         self.unlabeled_image_keys = image_keys
         self.label_key = label_key
+        self.concat_streams = bool(concat_streams)
+        self.output_batch_dim = int(output_batch_dim)
 
     def _fetch(self, batchdata: Mapping[str, Any], key: str, stream: str) -> torch.Tensor:
         if not isinstance(batchdata, Mapping):
@@ -188,8 +197,17 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             engine.state.output[Keys.LABEL] = labeled[engine.label_key]
 
         def _forward_and_loss() -> torch.Tensor:
-            out_l = engine.network(inputs)
-            outs_u = {k: engine.network(unlabeled[k]) for k in engine.unlabeled_image_keys if k in unlabeled}
+            keys = [k for k in engine.unlabeled_image_keys if k in unlabeled]
+            if engine.concat_streams and keys:
+                parts = [inputs] + [unlabeled[k] for k in keys]
+                out = engine.network(torch.cat(parts, dim=0))
+                if not isinstance(out, torch.Tensor):
+                    raise TypeError(f"SemiSupervisedTrainer: concat_streams needs a tensor output, got {type(out).__name__}")
+                pieces = torch.split(out, [p.shape[0] for p in parts], dim=engine.output_batch_dim)
+                out_l, outs_u = pieces[0], dict(zip(keys, pieces[1:]))
+            else:
+                out_l = engine.network(inputs)
+                outs_u = {k: engine.network(unlabeled[k]) for k in keys}
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             result = engine.loss_function(out_l, outs_u, labeled, unlabeled, iteration=t, total_iterations=total)
             if isinstance(result, Mapping):
