@@ -19,7 +19,7 @@ from typing import Any
 
 from .io import DatasetError, load_datalist
 
-__all__ = ["load_datalist_section", "load_semi_supervised_sections", "PATH_KEYS"]
+__all__ = ["load_datalist_section", "load_semi_supervised_sections", "datalist_class_names", "PATH_KEYS"]
 
 #: item keys that hold file paths (made absolute and checked when present).
 PATH_KEYS = ("image", "label", "calipers")
@@ -224,3 +224,15 @@ def load_semi_supervised_sections(
         "%s: %s: %d labeled, %d unlabeled items", path, data_list_key, len(labeled_items), len(unlabeled_items)
     )
     return {"labeled": labeled_items, "unlabeled": unlabeled_items}
+
+
+def datalist_class_names(data_list_file_path: str | os.PathLike, num_classes: int) -> list[str] | None:
+    """The datalist's ``classes`` (names of ``class_index`` 0, 1, ...) when it has ``num_classes`` of them, else ``None``."""
+    try:
+        data = load_datalist(Path(data_list_file_path), check_files=False)
+    except DatasetError:
+        return None
+    names = data.get("classes")
+    if isinstance(names, list) and len(names) == int(num_classes):
+        return [str(n) for n in names]
+    return None

@@ -1,13 +1,14 @@
 """usseg_monai.engines: trainers that SupervisedTrainer cannot express alone, built on monai.engines."""
 
 from .optim import OPTIMIZERS, make_optimizer
-from .semi_supervised import CyclicLoader, SemiSupervisedTrainer, sigmoid_rampup
+from .semi_supervised import CyclicLoader, SemiSupervisedTrainer, require_checkpoint, sigmoid_rampup
 from .two_branch import TwoBranchTrainer, loss_terms, total_iterations
 
 __all__ = [
     "SemiSupervisedTrainer",
     "CyclicLoader",
     "sigmoid_rampup",
+    "require_checkpoint",
     "TwoBranchTrainer",
     "loss_terms",
     "total_iterations",

@@ -31,7 +31,9 @@ Aila, "Temporal ensembling for semi-supervised learning", ICLR 2017, appendix A:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,7 +43,14 @@ from monai.utils.enums import CommonKeys as Keys
 
 from .two_branch import total_iterations
 
-__all__ = ["SemiSupervisedTrainer", "sigmoid_rampup", "CyclicLoader"]
+__all__ = ["SemiSupervisedTrainer", "sigmoid_rampup", "CyclicLoader", "require_checkpoint"]
+
+
+def require_checkpoint(path: str | os.PathLike, hint: str = "") -> str:
+    """``path`` if it is a file, else ``FileNotFoundError`` naming it (and ``hint``: how to produce it)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}" + (f" ({hint})" if hint else ""))
+    return str(path)
 
 
 def sigmoid_rampup(iteration: int | float, total_iterations: int | float, fraction: float = 0.4) -> float:

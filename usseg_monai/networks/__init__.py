@@ -3,6 +3,7 @@
 from .class_elevate import ClassElevateSeg
 from .crii_net import CRII_INFERENCE_MODES, CoarseRefinedNet, split_coarse_refined
 from .malunet import MALUNet
+from .semiseg_caw import SemiSegCAWNet, unpack_semiseg_output
 from .two_branch import TwoBranchNet
 from .unet import PyMICConvBlock, PyMICUNet
 from .unext import UNeXt
@@ -17,4 +18,6 @@ __all__ = [
     "MALUNet",
     "UNeXt",
     "ClassElevateSeg",
+    "SemiSegCAWNet",
+    "unpack_semiseg_output",
 ]
