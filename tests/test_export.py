@@ -29,10 +29,26 @@ from usseg_monai.export import (
 )
 from usseg_monai.networks import PyMICUNet
 
-#: network input sizes for the export tests: every axis a multiple of 16 and >= 32 (torch.export's lower bound)
-EXPORT_SIZE = {2: [32, 48], 3: [32, 32, 32]}
-#: a second spatial size the exported program must accept
-OTHER_SIZE = {2: [64, 32], 3: [48, 32, 32]}
+def _divisor(bundle: Path) -> int:
+    """Every spatial size of the bundle's network must be a multiple of this (``network_def.divisor``, default 16)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    return int(getattr(parser.get_parsed_content("network_def"), "divisor", 16))
+
+
+def export_size(bundle: Path) -> list[int]:
+    """Network input size of the export tests: multiples of the divisor, >= 32 (torch.export's lower bound);
+    [32, 48] / [32, 32, 32] for the 16-divisible UNets."""
+    k = _divisor(bundle)
+    return [2 * k, 3 * k] if bundle_spatial_dims(bundle) == 2 else [2 * k] * 3
+
+
+def other_size(bundle: Path) -> list[int]:
+    """A second spatial size the exported program must accept ([64, 32] / [48, 32, 32] for the UNets)."""
+    k = _divisor(bundle)
+    return [4 * k, 2 * k] if bundle_spatial_dims(bundle) == 2 else [3 * k, 2 * k, 2 * k]
 
 
 def _eager(bundle: Path, ckpt: Path) -> torch.nn.Module:
@@ -61,7 +77,9 @@ def _balanced_checkpoint(bundle: Path, work: Path, dataset: Path, size: list[int
     x = torch.nn.functional.interpolate(x, size=size, mode="bilinear" if d == 2 else "trilinear")
     # shift every output layer's lesion bias (one per branch of a two-branch network) until the median lesion
     # margin of the network's output is ~0; a single network needs one step, averaged branches a few
-    keys = [k for k in state if k.endswith("out_conv.conv.bias")]
+    keys = [k for k in state if k.endswith("out_conv.conv.bias")] or [
+        k for k, v in state.items() if k.endswith("final.bias") and tuple(v.shape) == (2,)
+    ]
     assert keys, "no output layer bias found"
     state = {k: v.clone() for k, v in state.items()}
     for _ in range(8):
@@ -87,7 +105,7 @@ def exported(trained, tmp_path_factory):  # noqa: F811
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("pt2")
     out = folder / "model.pt2"
-    size = EXPORT_SIZE[bundle_spatial_dims(bundle)]
+    size = export_size(bundle)
     ckpt = _balanced_checkpoint(bundle, work, dataset, size, folder / "balanced.pt")
     rc = main(
         [
@@ -116,21 +134,22 @@ def test_exported_program_matches_eager_dynamic_batch_and_size(exported):
     module = program.module()
     torch.manual_seed(0)
     for batch in (1, 3):
-        for size in (EXPORT_SIZE[d], OTHER_SIZE[d]):
+        for size in (export_size(bundle), other_size(bundle)):
             x = torch.rand(batch, 1, *size)
             with torch.no_grad():
                 y = module(x)
                 assert y.shape == (batch, 2, *size)
                 torch.testing.assert_close(y, net(x), atol=1e-5, rtol=0)
-    # a size that is not a multiple of 16 is refused by the program's shape guards
-    with pytest.raises(Exception, match="16"):
-        module(torch.rand(1, 1, *[s + 8 for s in EXPORT_SIZE[d]]))
+    # a size that is not a multiple of the divisor is refused by the program's shape guards
+    k = _divisor(bundle)
+    with pytest.raises(Exception, match=str(k)):
+        module(torch.rand(1, 1, *[s + k // 2 for s in export_size(bundle)]))
 
 
 def test_inference_from_exported_program_writes_the_same_masks(exported, tmp_path):
     bundle, work, dataset, ckpt, pt2 = exported
     d = bundle_spatial_dims(bundle)
-    common = {"bundle_root": str(work), "dataset_dir": str(dataset), "image_size": EXPORT_SIZE[d]}
+    common = {"bundle_root": str(work), "dataset_dir": str(dataset), "image_size": export_size(bundle)}
     common["ckpt_path"] = str(ckpt)
     out_eager, out_pt2 = tmp_path / "eager", tmp_path / "pt2"
     wf = _workflow(bundle, ["inference.json"], "infer", **common, output_dir=str(out_eager))
