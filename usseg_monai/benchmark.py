@@ -144,6 +144,24 @@ def _check_section(path: str | os.PathLike, key: str, what: str, require_label: 
     return items
 
 
+def _classification_accuracy(csv_path: Path, test_items: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Accuracy of a bundle's ``class_probabilities.csv`` (SemiSeg-CAW) against the test items' ``class_index``.
+
+    ``None`` when the bundle wrote no such file. Items without a class index are not scored.
+    """
+    if not csv_path.is_file():
+        return None
+    from usseg_monai.handlers.class_probabilities import read_class_probabilities
+
+    rows = read_class_probabilities(csv_path)
+    truth = {Path(it["image"]).name: int(it["class_index"]) for it in test_items if "class_index" in it}
+    scored = [(rows[name]["predicted"], c) for name, c in truth.items() if name in rows]
+    if not scored:
+        return {"accuracy": None, "n": 0, "file": str(csv_path)}
+    correct = sum(int(p == c) for p, c in scored)
+    return {"accuracy": correct / len(scored), "n": len(scored), "n_correct": correct, "file": str(csv_path)}
+
+
 def _load_label(path: Path) -> np.ndarray:
     name = path.name.lower()
     if name.endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")):
@@ -452,6 +470,8 @@ def run_benchmark(
     if len(cases) != len(test_items):
         raise RuntimeError(f"benchmark: {len(cases)} predictions for {len(test_items)} test images")
 
+    classification = _classification_accuracy(run_dir / "predictions" / "class_probabilities.csv", test_items)
+
     results: dict[str, Any] = {
         "bundle": bundle_dir.name,
         "bundle_path": str(bundle_dir),
@@ -483,6 +503,7 @@ def run_benchmark(
             "total_wall_s": time.perf_counter() - t_start,
         },
         "training_curve": curve.summary(),
+        **({"classification": classification} if classification is not None else {}),
         "memory": _peak_memory_mb(dev),
         "device": device_name(dev),
         "versions": _versions(),
