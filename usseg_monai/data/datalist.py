@@ -220,9 +220,15 @@ def load_semi_supervised_sections(
             f"{path}: section '{data_list_key}' has no item {what} for the unlabeled stream: partition it "
             "(usseg split --labeled/--class-only) or set the bundle's labeled / class-only amount"
         )
-    logger.info(
-        "%s: %s: %d labeled, %d unlabeled items", path, data_list_key, len(labeled_items), len(unlabeled_items)
-    )
+    if not unlabeled_items:
+        logger.warning(
+            "%s: %s: no item for the unlabeled / class-only stream: training on the %d labeled items only",
+            path, data_list_key, len(labeled_items),
+        )
+    else:
+        logger.info(
+            "%s: %s: %d labeled, %d unlabeled items", path, data_list_key, len(labeled_items), len(unlabeled_items)
+        )
     return {"labeled": labeled_items, "unlabeled": unlabeled_items}
 
 
