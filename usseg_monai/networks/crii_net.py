@@ -44,7 +44,7 @@ from monai.networks.blocks import Convolution
 
 from usseg_monai.networks.unet import DEFAULT_CHANNELS, DEFAULT_DROPOUT, PyMICConvBlock, PyMICUNet
 
-__all__ = ["CoarseRefinedNet", "split_coarse_refined", "CRII_INFERENCE_MODES"]
+__all__ = ["CoarseRefinedNet", "split_coarse_refined", "CRII_INFERENCE_MODES", "make_few_mask_network", "FEW_MASK_METHODS"]
 
 #: what :class:`CoarseRefinedNet` returns in eval mode
 CRII_INFERENCE_MODES = ("refined", "coarse")
@@ -132,3 +132,40 @@ class CoarseRefinedNet(PyMICUNet):
             return self.out_conv(self.decoder_features(x))
         coarse, refined = self.forward_both(x)
         return refined
+
+
+#: the methods of the few-masks protocol that the CRII-Net bundles train (``method`` key)
+FEW_MASK_METHODS = ("crii_net", "mean_teacher", "labeled_only")
+
+
+def make_few_mask_network(
+    method: str = "crii_net",
+    spatial_dims: int = 2,
+    in_channels: int = 1,
+    out_channels: int = 2,
+    channels: Sequence[int] = DEFAULT_CHANNELS,
+    dropout: Sequence[float] = DEFAULT_DROPOUT,
+    upsample: str = "linear",
+    ema_decay: float = 0.99,
+) -> nn.Module:
+    """The network of one few-masks method on the same PyMIC UNet backbone.
+
+    ``"crii_net"``: :class:`CoarseRefinedNet`; ``"mean_teacher"``:
+    :class:`~usseg_monai.networks.mean_teacher.MeanTeacherNet` around a :class:`PyMICUNet`; ``"labeled_only"``: the
+    :class:`PyMICUNet` alone (the supervised-on-the-labeled-part baseline). Every one returns ``[B, C, *spatial]``
+    logits in eval mode.
+
+    Raises:
+        ValueError: an unknown method.
+    """
+    from .mean_teacher import MeanTeacherNet
+
+    kw = dict(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, channels=channels,
+              dropout=dropout, upsample=upsample)  # fmt: skip
+    if method == "crii_net":
+        return CoarseRefinedNet(**kw)
+    if method == "mean_teacher":
+        return MeanTeacherNet(PyMICUNet(**kw), decay=ema_decay)
+    if method == "labeled_only":
+        return PyMICUNet(**kw)
+    raise ValueError(f"unknown few-masks method {method!r}; choose one of {FEW_MASK_METHODS}")
