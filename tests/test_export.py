@@ -77,9 +77,13 @@ def _balanced_checkpoint(bundle: Path, work: Path, dataset: Path, size: list[int
     x = torch.nn.functional.interpolate(x, size=size, mode="bilinear" if d == 2 else "trilinear")
     # shift every output layer's lesion bias (one per branch of a two-branch network) until the median lesion
     # margin of the network's output is ~0; a single network needs one step, averaged branches a few
-    keys = [k for k in state if k.endswith("out_conv.conv.bias")] or [
-        k for k, v in state.items() if k.endswith("final.bias") and tuple(v.shape) == (2,)
-    ]
+    # the layer whose logits the eval-mode network returns: CRII-Net's refinement head, a UNet's out_conv (one
+    # per branch of a two-branch network), or MALUNet / UNeXt's final convolution
+    keys: list[str] = []
+    for suffix in ("refine_conv.conv.bias", "out_conv.conv.bias", "final.bias"):
+        keys = [k for k, v in state.items() if k.endswith(suffix) and tuple(v.shape) == (2,)]
+        if keys:
+            break
     assert keys, "no output layer bias found"
     state = {k: v.clone() for k, v in state.items()}
     for _ in range(8):
