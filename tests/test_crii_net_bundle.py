@@ -1,0 +1,163 @@
+"""CRII-Net's objective, the mean-teacher and labeled-only baselines, and the CRII-Net bundles' data handling."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from bundle_utils import make_tiny_dataset
+from monai.losses import DiceCELoss
+
+from usseg_monai.losses.consistency import CoarseRefinedConsistencyLoss
+from usseg_monai.losses.crii_net import CRIINetLoss
+from usseg_monai.networks import CoarseRefinedNet, EMAUpdateHandler, MeanTeacherNet, PyMICUNet, make_few_mask_network
+
+BUNDLE2D = Path(__file__).resolve().parents[1] / "bundles" / "crii_net_us_2d_segmentation"
+
+
+def _label(b=2, size=32):
+    """With 16-px patches: patch (0, 0) all lesion, (1, 0) mixed (a quarter lesion), (0, 1) and (1, 1) background."""
+    y = torch.zeros(b, 1, size, size)
+    y[:, :, 0:20, 0:16] = 1.0
+    return y
+
+
+def _perfect_logits(y, scale=20.0):
+    """Two-channel logits whose softmax is ~1 on the lesion channel exactly where y = 1."""
+    return torch.cat([(1 - 2 * y) * scale, (2 * y - 1) * scale], dim=1)
+
+
+def test_crii_loss_terms_and_perfect_ranking():
+    y = _label()
+    perfect = _perfect_logits(y)
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.randn(2, 2, 32, 32, generator=g)
+    out_l = torch.stack([coarse, perfect])
+    weak = torch.randn(2, 2, 2, 32, 32, generator=g)
+    strong = torch.randn(2, 2, 2, 32, 32, generator=g)
+    loss = CRIINetLoss("crii_net", rampup_fraction=0.5)
+    res = loss(out_l, {"image": weak, "image_strong": strong}, {"label": y}, {}, iteration=50, total_iterations=100)
+    # a perfectly ranked refined output: both ranked losses are exactly zero
+    assert float(res["intra"]) == 0.0 and float(res["inter"]) == 0.0
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+    sup = dice_ce(coarse, y) + dice_ce(perfect, y)
+    cons_loss = CoarseRefinedConsistencyLoss(temperature=0.5)
+    cons = 0.5 * (cons_loss(weak[0], weak[1]) + cons_loss(strong[0], weak[1]))
+    torch.testing.assert_close(res["sup"], sup)
+    torch.testing.assert_close(res["consistency"], cons)
+    assert float(res["consistency_weight"]) == pytest.approx(1.0)  # ramp finished at 50% of the run
+    torch.testing.assert_close(res["loss"], sup + cons)
+    assert torch.equal(res["pred"], perfect)
+    # a wrongly ranked output has positive ranked terms
+    res = loss(torch.stack([coarse, -perfect]), {}, {"label": y}, {}, iteration=0, total_iterations=100)
+    assert float(res["intra"]) > 0.4 and float(res["inter"]) > 0.4 and float(res["consistency"]) == 0.0
+
+
+def test_consistency_has_no_gradient_into_its_target_and_ramps_up():
+    y = _label(1)
+    out_l = torch.stack([_perfect_logits(y), _perfect_logits(y)])
+    weak = torch.randn(2, 1, 2, 32, 32, requires_grad=True)
+    loss = CRIINetLoss("crii_net", intra_weight=0.0, inter_weight=0.0)
+    res = loss(out_l, {"image": weak}, {"label": y}, {}, iteration=99, total_iterations=100)
+    res["loss"].backward()
+    assert weak.grad[1].abs().sum() == 0  # the refined prediction is the (detached) target
+    assert weak.grad[0].abs().sum() > 0  # the coarse prediction is pulled towards it
+    assert loss.unsupervised_weight(0, 100) == pytest.approx(math.exp(-5.0))
+    assert loss.unsupervised_weight(20, 100) == pytest.approx(math.exp(-5.0 * 0.25))
+    assert loss.unsupervised_weight(40, 100) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        CRIINetLoss("fixmatch")
+    with pytest.raises(ValueError, match=r"needs the training output \[2, B, C"):
+        loss(torch.zeros(1, 2, 32, 32), {}, {"label": y}, {})
+
+
+def test_mean_teacher_loss_and_ema():
+    torch.manual_seed(0)
+    y = _label(2)
+    student, teacher = torch.randn(2, 2, 32, 32), torch.randn(2, 2, 32, 32)
+    weak = torch.stack([torch.randn(2, 2, 32, 32), torch.randn(2, 2, 32, 32)])
+    strong = torch.stack([torch.randn(2, 2, 32, 32), torch.randn(2, 2, 32, 32)])
+    loss = CRIINetLoss("mean_teacher", rampup_fraction=0.0)
+    res = loss(torch.stack([student, teacher]), {"image": weak, "image_strong": strong}, {"label": y}, {})
+    sup = DiceCELoss(to_onehot_y=True, softmax=True)(student, y)
+    cons = torch.mean((torch.softmax(strong[0], 1) - torch.softmax(weak[1], 1)) ** 2)
+    torch.testing.assert_close(res["loss"], sup + cons)
+    # EMA: a = min(1 - 1/(t+1), decay): the first update copies the student, the second averages
+    net = MeanTeacherNet(torch.nn.Conv2d(1, 2, 1), decay=0.9)
+    with torch.no_grad():
+        net.student.weight.fill_(1.0)
+        net.teacher.weight.fill_(0.0)
+    assert net.update_teacher() == 0.0 and torch.all(net.teacher.weight == 1.0)
+    with torch.no_grad():
+        net.student.weight.fill_(3.0)
+    assert net.update_teacher() == pytest.approx(0.5) and torch.allclose(net.teacher.weight, torch.full_like(net.teacher.weight, 2.0))
+    for _ in range(20):
+        a = net.update_teacher()
+    assert a == pytest.approx(0.9) and int(net.updates) == 22
+    assert not any(p.requires_grad for p in net.teacher.parameters())
+    x = torch.rand(2, 1, 4, 4)
+    assert net(x).shape == (2, 2, 2, 4, 4)  # training mode: student and teacher
+    net.eval()
+    torch.testing.assert_close(net(x), net.teacher(x))
+    with pytest.raises(TypeError, match="needs a MeanTeacherNet"):
+        EMAUpdateHandler(torch.nn.Conv2d(1, 2, 1))
+
+
+def test_labeled_only_and_the_network_factory():
+    y = _label(2)
+    z = torch.randn(2, 2, 32, 32)
+    res = CRIINetLoss("labeled_only")(z, {}, {"label": y}, {})
+    torch.testing.assert_close(res["loss"], DiceCELoss(to_onehot_y=True, softmax=True)(z, y))
+    assert isinstance(make_few_mask_network("crii_net"), CoarseRefinedNet)
+    assert isinstance(make_few_mask_network("mean_teacher").student, PyMICUNet)
+    assert type(make_few_mask_network("labeled_only")) is PyMICUNet
+    with pytest.raises(ValueError, match="unknown few-masks method"):
+        make_few_mask_network("cps")
+
+
+def test_a_few_steps_lower_the_crii_loss(one_torch_thread):
+    torch.manual_seed(0)
+    net = CoarseRefinedNet(spatial_dims=2, channels=(4, 8), dropout=(0.0, 0.0))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    loss = CRIINetLoss("crii_net")
+    x, y = torch.rand(2, 1, 32, 32), _label(2)
+    x = x + y  # a visible lesion
+    u = torch.rand(2, 1, 32, 32)
+    values = []
+    for t in range(15):
+        opt.zero_grad()
+        res = loss(net(x), {"image": net(u)}, {"label": y}, {}, iteration=t, total_iterations=15)
+        res["loss"].backward()
+        opt.step()
+        values.append(float(res["loss"].detach()))
+    assert values[-1] < 0.7 * values[0]
+
+
+@pytest.mark.slow
+def test_unlabeled_masks_are_never_read(tmp_path):
+    """Unlabeled items whose mask files are garbage (not images at all) train: the masks are never opened."""
+    from monai.bundle import ConfigWorkflow
+
+    data = make_tiny_dataset(tmp_path / "data", counts=(6, 2, 0))
+    dl = json.loads((data / "datalist.json").read_text())
+    for item in dl["training"][2:]:
+        item["supervision"] = "none"  # a partition that kept the key: the loader must still drop it
+        (data / item["label"]).write_bytes(b"not a PNG")
+    (data / "datalist.json").write_text(json.dumps(dl))
+    torch.set_num_threads(1)
+    wf = ConfigWorkflow(
+        config_file=str(BUNDLE2D / "configs" / "train.json"), meta_file=str(BUNDLE2D / "configs" / "metadata.json"),
+        logging_file=False, workflow_type="train", bundle_root=str(tmp_path / "w"), dataset_dir=str(data),
+        image_size=[32, 32], max_epochs=1, batch_size=2, progress_bar=False,
+    )
+    wf.initialize()
+    labeled = wf.parser.get_parsed_content("train_datalist")
+    unlabeled = wf.parser.get_parsed_content("unlabeled_datalist")
+    assert len(labeled) == 2 and len(unlabeled) == 4 and all("label" not in i for i in unlabeled)
+    wf.run()
+    wf.finalize()
+    # one epoch = one pass over the 4 unlabeled images (batch 2): 2 iterations, the 2 labeled ones cycled
+    assert wf.trainer.state.iteration == 2 and (tmp_path / "w" / "models" / "checkpoint.pt").is_file()
