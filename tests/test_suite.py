@@ -106,6 +106,11 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path):
     merged = run_suite(["calipers"], "PhantomA", phantom, phantom, work, **kw)
     assert (work / "PhantomA" / "unet_full" / "results.json").stat().st_mtime_ns == stamp
     assert len(merged["runs"]) == 8
+    # another protocol of the same dataset adds its runs and keeps the others
+    merged = run_suite(["few_masks"], "PhantomA", phantom, phantom, work, **{**kw, "fractions": (0.5,)})
+    protocols = {(r["dataset"], r["protocol"]) for r in merged["runs"]}
+    assert protocols == {("PhantomA", "calipers"), ("PhantomB", "calipers"), ("PhantomA", "few_masks (50% masks)")}
+    assert len(merged["runs"]) == 12
     assert "## PhantomB: calipers" in report.read_text()
 
 

@@ -153,7 +153,8 @@ def _variant_datalist(variant: str, train_datalist: Path, train_key: str, work: 
 
 
 def _merge_results(path: Path, new: Mapping[str, Any]) -> dict[str, Any]:
-    """``new`` merged into the suite results at ``path``: its dataset's runs replace that dataset's old ones."""
+    """``new`` merged into the suite results at ``path``: a run of the same dataset, protocol and method is
+    replaced, every other run is kept (so protocols and datasets can be run one invocation at a time)."""
     old: dict[str, Any] = {}
     if path.is_file():
         try:
@@ -161,11 +162,14 @@ def _merge_results(path: Path, new: Mapping[str, Any]) -> dict[str, Any]:
         except json.JSONDecodeError:
             old = {}
     datasets = {**(old.get("datasets") or {}), **new["datasets"]}
-    names = set(new["datasets"])
-    runs = [r for r in old.get("runs", []) if r.get("dataset") not in names] + list(new["runs"])
-    suites = [s for s in old.get("suites", []) if s.get("dataset") not in names] + [new["suite"]]
+    key = lambda r: (r.get("dataset"), r.get("protocol"), r.get("method"))  # noqa: E731
+    replaced = {key(r) for r in new["runs"]}
+    runs = [r for r in old.get("runs", []) if key(r) not in replaced] + list(new["runs"])
+    this = (new["suite"].get("dataset"), tuple(new["suite"].get("protocols", ())))
+    suites = [s for s in old.get("suites", []) if (s.get("dataset"), tuple(s.get("protocols", ()))) != this]
+    suites.append(new["suite"])
     wall = sum(float(s.get("wall_s") or 0.0) for s in suites)
-    suite = {**new["suite"], "wall_s": wall, "datasets_run": [s.get("dataset") for s in suites]}
+    suite = {**new["suite"], "wall_s": wall, "datasets_run": list(dict.fromkeys(s.get("dataset") for s in suites))}
     return {"suite": suite, "suites": suites, "datasets": datasets, "runs": runs}
 
 
