@@ -98,20 +98,31 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path):
     md = report.read_text()
     assert "## PhantomA: calipers" in md and "figures/dice_PhantomA_calipers.png" in md
     assert (report.parent / "figures" / "gallery_PhantomA_calipers.png").is_file()
-    # a second dataset merges in; finished runs are reused, not retrained
+    # a second dataset merges in (the class-label protocol: SemiSeg-CAW and its baselines, 2 class-only images)
     stamp = (work / "PhantomA" / "unet_full" / "results.json").stat().st_mtime_ns
-    merged = run_suite(["calipers"], "PhantomB", phantom, phantom, work, **kw)
+    merged = run_suite(["class_labels"], "PhantomB", phantom, phantom, work, **{**kw, "class_only": (2,)})
     assert {r["dataset"] for r in merged["runs"]} == {"PhantomA", "PhantomB"}
     assert merged["suite"]["datasets_run"] == ["PhantomA", "PhantomB"]
+    b = [r for r in merged["runs"] if r["dataset"] == "PhantomB"]
+    assert [r["method"] for r in b] == [
+        "MALUNet, full masks", "MALUNet, reduced masks", "SemiSeg-CAW (MALUNet)",
+        "UNeXt, full masks", "UNeXt, reduced masks", "SemiSeg-CAW (UNeXt)",
+    ]  # fmt: skip
+    assert [r["datalists"]["train"]["n_with_mask"] for r in b[:3]] == [6, 4, 4]
+    assert "classification" in b[2] and "classification" not in b[0]  # only SemiSeg-CAW predicts classes
+    assert "| SemiSeg-CAW (MALUNet) |" in report.read_text()
+    # finished runs are reused, not retrained
     merged = run_suite(["calipers"], "PhantomA", phantom, phantom, work, **kw)
     assert (work / "PhantomA" / "unet_full" / "results.json").stat().st_mtime_ns == stamp
-    assert len(merged["runs"]) == 8
+    assert len(merged["runs"]) == 10
     # another protocol of the same dataset adds its runs and keeps the others
     merged = run_suite(["few_masks"], "PhantomA", phantom, phantom, work, **{**kw, "fractions": (0.5,)})
     protocols = {(r["dataset"], r["protocol"]) for r in merged["runs"]}
-    assert protocols == {("PhantomA", "calipers"), ("PhantomB", "calipers"), ("PhantomA", "few_masks (50% masks)")}
-    assert len(merged["runs"]) == 12
-    assert "## PhantomB: calipers" in report.read_text()
+    assert protocols == {
+        ("PhantomA", "calipers"), ("PhantomB", "class_labels (2 class-only)"), ("PhantomA", "few_masks (50% masks)"),
+    }  # fmt: skip
+    assert len(merged["runs"]) == 14
+    assert "## PhantomB: class_labels (2 class-only)" in report.read_text()
 
 
 def test_cli_rejects_bundle_with_suite(phantom, tmp_path, capsys):
