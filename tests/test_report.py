@@ -124,3 +124,32 @@ def test_load_suite_results_errors(tmp_path, suite):
     bad.write_text(json.dumps(suite))
     with pytest.raises(DatasetError, match=r"runs\[1\] has no 'method'"):
         load_suite_results(bad)
+
+
+def test_bundle_readme_sections(suite, tmp_path):
+    from usseg_monai.report import README_BEGIN, README_END, bundle_results_markdown, update_bundle_readmes
+
+    suite["runs"][0]["bundle"] = "unet_b"
+    suite["runs"][1]["bundle"] = "method_b"
+    section = bundle_results_markdown(suite, "unet_b")
+    assert "**Tiny, calipers**" in section and "| Reference |" in section and "Method B" not in section
+    assert bundle_results_markdown(suite, "other") == ""
+    for name, marked in (("unet_b", True), ("method_b", False)):
+        (tmp_path / name / "docs").mkdir(parents=True)
+        body = f"# {name}\n\n## Results\n" + (f"{README_BEGIN}\nold\n{README_END}\n" if marked else "") + "## After\n"
+        (tmp_path / name / "docs" / "README.md").write_text(body)
+    written = update_bundle_readmes(suite, tmp_path)
+    assert written == [str(tmp_path / "unet_b" / "docs" / "README.md")]
+    text = (tmp_path / "unet_b" / "docs" / "README.md").read_text()
+    assert "old" not in text and "| Reference | 0.700 [0.123, 0.988] |" in text and text.endswith("## After\n")
+    assert "Method B" not in (tmp_path / "method_b" / "docs" / "README.md").read_text()
+
+
+def test_report_cli(suite, tmp_path, capsys):
+    from usseg_monai.cli import main
+
+    (tmp_path / "results.json").write_text(json.dumps(suite))
+    assert main(["report", str(tmp_path / "results.json"), "--output", str(tmp_path / "out" / "results.md")]) == 0
+    assert (tmp_path / "out" / "figures" / "dice_Tiny_calipers.png").is_file()
+    assert main(["report", str(tmp_path / "missing.json"), "--output", str(tmp_path / "o.md")]) == 2
+    assert "suite results not found" in capsys.readouterr().err

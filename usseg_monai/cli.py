@@ -61,6 +61,11 @@ SUBCOMMANDS: list[str | tuple[str, str, str]] = [
         "derive caliper JSON files from a dataset's masks into a new dataset folder",
         "usseg_monai.data.caliper_files:add_calipers_parser",
     ),
+    (
+        "report",
+        "write the results report (Markdown + PNG figures) from a suite's results.json",
+        "usseg_monai.report:add_report_parser",
+    ),
 ]
 
 
