@@ -41,6 +41,7 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 
+from .steps import backward_and_step, record_loss
 from .two_branch import total_iterations
 
 __all__ = ["SemiSupervisedTrainer", "sigmoid_rampup", "CyclicLoader", "require_checkpoint"]
@@ -219,36 +220,10 @@ class SemiSupervisedTrainer(SupervisedTrainer):
                 outs_u = {k: engine.network(unlabeled[k]) for k in keys}
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             result = engine.loss_function(out_l, outs_u, labeled, unlabeled, iteration=t, total_iterations=total)
-            if isinstance(result, Mapping):
-                if "loss" not in result:
-                    raise KeyError(f"SemiSupervisedTrainer: the loss returned a dict without 'loss' (keys: {sorted(result)})")
-                loss = result["loss"]
-                for name, value in result.items():
-                    if name == "pred":
-                        engine.state.output[Keys.PRED] = value.detach()
-                    elif name != "loss":
-                        engine.state.output[f"loss/{name}"] = torch.as_tensor(value).detach()
-            else:
-                loss = result
-            if Keys.PRED not in engine.state.output and isinstance(out_l, torch.Tensor):
-                engine.state.output[Keys.PRED] = out_l.detach()
-            engine.state.output[Keys.LOSS] = loss.mean()
-            engine.fire_event(IterationEvents.LOSS_COMPLETED)
-            return engine.state.output[Keys.LOSS]
+            if not isinstance(result, Mapping) or "pred" not in result:
+                if isinstance(out_l, torch.Tensor):
+                    engine.state.output[Keys.PRED] = out_l.detach()
+            return record_loss(engine, result, "SemiSupervisedTrainer")
 
-        engine.network.train()
-        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        if engine.amp and engine.scaler is not None:
-            with torch.autocast("cuda", **engine.amp_kwargs):
-                loss = _forward_and_loss()
-            engine.scaler.scale(loss).backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.scaler.step(engine.optimizer)
-            engine.scaler.update()
-        else:
-            loss = _forward_and_loss()
-            loss.backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.optimizer.step()
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        backward_and_step(engine, _forward_and_loss, [engine.optimizer])
         return engine.state.output

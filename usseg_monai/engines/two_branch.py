@@ -29,6 +29,8 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 
+from .steps import backward_and_step, record_loss
+
 __all__ = ["TwoBranchTrainer", "loss_terms", "total_iterations"]
 
 
@@ -127,33 +129,9 @@ class TwoBranchTrainer(SupervisedTrainer):
             z1, z2 = both[0], both[1]
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             result = engine.loss_function(z1, z2, *targets, iteration=t, total_iterations=total)
-            loss = result["loss"] if isinstance(result, Mapping) else result
-            if isinstance(result, Mapping):
-                for name, value in result.items():
-                    if name != "loss":
-                        engine.state.output[f"loss/{name}"] = torch.as_tensor(value).detach()
             with torch.no_grad():
                 engine.state.output[Keys.PRED] = _unwrap(engine.network).combine(z1.detach(), z2.detach())
-            engine.state.output[Keys.LOSS] = loss.mean()
-            engine.fire_event(IterationEvents.LOSS_COMPLETED)
-            return engine.state.output[Keys.LOSS]
+            return record_loss(engine, result, "TwoBranchTrainer")
 
-        engine.network.train()
-        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        engine.second_optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        if engine.amp and engine.scaler is not None:
-            with torch.autocast("cuda", **engine.amp_kwargs):
-                loss = _forward_and_loss()
-            engine.scaler.scale(loss).backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.scaler.step(engine.optimizer)
-            engine.scaler.step(engine.second_optimizer)
-            engine.scaler.update()
-        else:
-            loss = _forward_and_loss()
-            loss.backward()
-            engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-            engine.optimizer.step()
-            engine.second_optimizer.step()
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        backward_and_step(engine, _forward_and_loss, [engine.optimizer, engine.second_optimizer])
         return engine.state.output
