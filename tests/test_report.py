@@ -149,7 +149,11 @@ def test_report_cli(suite, tmp_path, capsys):
     from usseg_monai.cli import main
 
     (tmp_path / "results.json").write_text(json.dumps(suite))
-    assert main(["report", str(tmp_path / "results.json"), "--output", str(tmp_path / "out" / "results.md")]) == 0
+    (tmp_path / "pre.md").write_text("Data: prepared with `usseg prepare` (seed 0).")
+    args = ["report", str(tmp_path / "results.json"), "--output", str(tmp_path / "out" / "results.md")]
+    assert main(args + ["--preamble", str(tmp_path / "pre.md"), "--gallery-cases", "2"]) == 0
     assert (tmp_path / "out" / "figures" / "dice_Tiny_calipers.png").is_file()
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert md.startswith("# Results\n\nData: prepared with `usseg prepare` (seed 0).\n")
     assert main(["report", str(tmp_path / "missing.json"), "--output", str(tmp_path / "o.md")]) == 2
     assert "suite results not found" in capsys.readouterr().err
