@@ -229,10 +229,10 @@ def _plt():
     return plt
 
 
-def _save(fig: Any, path: Path) -> None:
+def _save(fig: Any, path: Path, dpi: int = 100) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
 
 
 def figure_dice(group: Sequence[Mapping[str, Any]], path: Path, title: str) -> None:
@@ -391,7 +391,7 @@ def figure_gallery(group: Sequence[Mapping[str, Any]], path: Path, title: str, n
                 d = dices[j - 1]
                 ax.set_title(f"{label}\nDice {d:.2f}" if label else f"Dice {d:.2f}", fontsize=7)
     fig.suptitle(title, fontsize=9)
-    _save(fig, path)
+    _save(fig, path, dpi=72)  # photographs: keep the file small (well under 300 kB for 4 cases x 7 columns)
     plt.close(fig)
     return True
 
