@@ -86,6 +86,9 @@ def test_markdown_carries_numbers_over_exactly(suite):
     meas = [line for line in md.splitlines() if line.startswith("| Reference |")][1]
     assert "| 1.25 | 0.75 | 0.043 | 1.000 | 3 |" in meas
     assert "- budget: smoke" in md and "- wall time: 1.5 min" in md and "- device: CPU test" in md
+    # Method B minus Reference per image: -0.1, +0.1, -0.05 -> mean -0.0167
+    assert "Paired Dice difference vs Reference (per test image, 95% bootstrap CI): Method B -0.017 [" in md
+    assert "(n 3)" in md
 
 
 def test_write_report_figures_and_links(suite, tmp_path):

@@ -36,6 +36,7 @@ __all__ = [
     "markdown_report",
     "write_report",
     "bundle_results_markdown",
+    "paired_dice_difference",
     "update_bundle_readmes",
     "add_report_parser",
     "README_BEGIN",
@@ -135,6 +136,22 @@ def _metric_row(run: Mapping[str, Any]) -> list[str]:
     return cells
 
 
+def paired_dice_difference(run: Mapping[str, Any], reference: Mapping[str, Any], seed: int = 0) -> dict[str, Any] | None:
+    """Paired percentile bootstrap of the per-image Dice difference ``run - reference`` over the test images both
+    scored (finite values); ``None`` when they share none."""
+    from usseg_monai.metrics import bootstrap_ci
+
+    ref = {c["image"]: c.get("dice") for c in reference.get("cases", []) if "image" in c}
+    diffs = []
+    for c in run.get("cases", []):
+        a, b = c.get("dice"), ref.get(c.get("image"))
+        if a is not None and b is not None and math.isfinite(float(a)) and math.isfinite(float(b)):
+            diffs.append(float(a) - float(b))
+    if not diffs:
+        return None
+    return bootstrap_ci(diffs, n_resamples=1000, seed=seed)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -186,6 +203,16 @@ def markdown_report(
         out += [f"{n}" for n in sorted(notes)] + ([""] if notes else [])
         out.append(_table(header, [_metric_row(r) for r in group]))
         out.append("")
+        diffs = []
+        for r in group[1:]:
+            d = paired_dice_difference(r, group[0])
+            if d is not None and d.get("mean") is not None:
+                diffs.append(
+                    f"{r['method']} {d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] (n {d['n']})"
+                )
+        if diffs:
+            out.append(f"Paired Dice difference vs {group[0]['method']} (per test image, 95% bootstrap CI): " + "; ".join(diffs) + ".")
+            out.append("")
         mrows = []
         for r in group:
             me = r.get("measurement_error") or {}
