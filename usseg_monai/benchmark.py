@@ -89,7 +89,15 @@ BUDGETS: dict[str, Budget] = {
     b.name: b
     for b in (
         Budget("smoke", (64, 64), (32, 32, 16), 1, 2, 0, "plumbing check: 1 epoch at 64 px"),
-        Budget("cpu-quick", (96, 96), (48, 48, 24), 10, 8, 0, "a few minutes on 2 CPU cores"),
+        Budget(
+            "cpu-quick",
+            (96, 96),
+            (48, 48, 24),
+            10,
+            8,
+            0,
+            "the results suite on a CPU: 2-10 minutes per run on 2 cores (BUSI/DDTI at 96x96, 10 epochs)",
+        ),
         Budget(
             "cpu-yardstick",
             (128, 128),
