@@ -69,7 +69,7 @@ def load_datalist_section(
     path = Path(data_list_file_path)
     data = load_datalist(path, check_files=False)
     if data_list_key not in data:
-        available = [k for k, v in data.items() if isinstance(v, list)]
+        available = [k for k, v in data.items() if isinstance(v, list) and all(isinstance(i, dict) for i in v)]
         raise DatasetError(f"{path}: no section '{data_list_key}' (sections with items: {available})")
     items = data[data_list_key]
     if not isinstance(items, list):
