@@ -95,6 +95,9 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path):
     assert r0["metrics"]["dice"] == own["metrics"]["dice"]  # carried over exactly
     assert r0["budget"]["name"] == "smoke" and on_disk["suite"]["budget"] == "smoke"
     assert on_disk["datasets"]["PhantomA"]["test"]["n"] == 3
+    own_walls = [json.loads((work / "PhantomA" / r / "results.json").read_text())["timing"]["total_wall_s"]
+                 for r in ("unet_full", "unet_radical", "unet_conservative", "crbnet")]  # fmt: skip
+    assert on_disk["suite"]["wall_s"] == pytest.approx(sum(own_walls))
     md = report.read_text()
     assert "## PhantomA: calipers" in md and "figures/dice_PhantomA_calipers.png" in md
     assert (report.parent / "figures" / "gallery_PhantomA_calipers.png").is_file()

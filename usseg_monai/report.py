@@ -183,7 +183,12 @@ def markdown_report(
         ("device", suite.get("device") or (runs[0].get("device") if runs else None)),
         ("versions", ", ".join(f"{k} {v}" for k, v in (suite.get("versions") or runs[0].get("versions") or {}).items())),
         ("seed", suite.get("seed")),
-        ("wall time", f"{suite['wall_s'] / 60.0:.1f} min" if suite.get("wall_s") is not None else None),
+        (
+            "wall time",
+            f"{suite['wall_s'] / 60.0:.1f} min" + (f" ({suite['wall_note']})" if suite.get("wall_note") else "")
+            if suite.get("wall_s") is not None
+            else None,
+        ),
         ("command", f"`{suite['command']}`" if suite.get("command") else None),
     ]
     out += [f"- {k}: {v}" for k, v in facts if v not in (None, "")]

@@ -168,8 +168,15 @@ def _merge_results(path: Path, new: Mapping[str, Any]) -> dict[str, Any]:
     this = (new["suite"].get("dataset"), tuple(new["suite"].get("protocols", ())))
     suites = [s for s in old.get("suites", []) if (s.get("dataset"), tuple(s.get("protocols", ()))) != this]
     suites.append(new["suite"])
-    wall = sum(float(s.get("wall_s") or 0.0) for s in suites)
-    suite = {**new["suite"], "wall_s": wall, "datasets_run": list(dict.fromkeys(s.get("dataset") for s in suites))}
+    # the time the runs took (each run once, reused runs included), not the time of the invocations
+    unique = {r.get("run_dir"): r for r in runs}
+    wall = sum(float((r.get("timing") or {}).get("total_wall_s") or 0.0) for r in unique.values())
+    suite = {
+        **new["suite"],
+        "wall_s": wall,
+        "wall_note": "sum of every run's training + test time, each run counted once",
+        "datasets_run": list(dict.fromkeys(s.get("dataset") for s in suites)),
+    }
     return {"suite": suite, "suites": suites, "datasets": datasets, "runs": runs}
 
 
