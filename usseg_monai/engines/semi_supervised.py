@@ -41,7 +41,7 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 
-from .steps import backward_and_step, record_loss
+from .steps import backward_and_step, fetch_tensor, record_loss
 from .two_branch import total_iterations
 
 __all__ = ["SemiSupervisedTrainer", "sigmoid_rampup", "CyclicLoader", "require_checkpoint"]
@@ -181,24 +181,15 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self.concat_streams = bool(concat_streams)
         self.output_batch_dim = int(output_batch_dim)
 
-    def _fetch(self, batchdata: Mapping[str, Any], key: str, stream: str) -> torch.Tensor:
-        if not isinstance(batchdata, Mapping):
-            raise TypeError(f"SemiSupervisedTrainer: the {stream} batch must be a dict, got {type(batchdata).__name__}")
-        if key not in batchdata:
-            raise KeyError(f"SemiSupervisedTrainer: the {stream} batch has no {key!r} (keys: {sorted(map(str, batchdata))})")
-        value = batchdata[key]
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"SemiSupervisedTrainer: {stream} batch[{key!r}] must be a tensor, got {type(value).__name__}")
-        return value.to(self.state.device, non_blocking=self.non_blocking)
-
     def _iteration(self, engine: SemiSupervisedTrainer, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
-        labeled = {k: engine._fetch(batchdata, k, "labeled") for k in engine.labeled_keys}
+        where_l, where_u = "SemiSupervisedTrainer: the labeled batch", "SemiSupervisedTrainer: the unlabeled batch"
+        labeled = {k: fetch_tensor(engine, batchdata, k, where_l) for k in engine.labeled_keys}
         unlabeled: dict[str, torch.Tensor] = {}
         if engine.unlabeled_stream is not None:
             unlabeled_batch = next(engine.unlabeled_stream)
-            unlabeled = {k: engine._fetch(unlabeled_batch, k, "unlabeled") for k in engine.unlabeled_keys}
+            unlabeled = {k: fetch_tensor(engine, unlabeled_batch, k, where_u) for k in engine.unlabeled_keys}
         inputs = labeled[engine.labeled_keys[0]]
         t = int(engine.state.iteration) - 1  # ignite counts the running iteration already
         total = total_iterations(engine.state.max_epochs, engine.state.epoch_length)

@@ -15,7 +15,21 @@ import torch
 from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 
-__all__ = ["record_loss", "backward_and_step"]
+__all__ = ["fetch_tensor", "record_loss", "backward_and_step"]
+
+
+def fetch_tensor(engine: Any, batchdata: Any, key: str, where: str) -> torch.Tensor:
+    """``batchdata[key]`` moved to the engine's device; ``where`` (e.g. ``"TwoBranchTrainer: the batch"``) starts
+    the message of the ``TypeError`` / ``KeyError`` raised for a batch that is not a dict, lacks ``key`` or holds no
+    tensor there."""
+    if not isinstance(batchdata, Mapping):
+        raise TypeError(f"{where} must be a dict, got {type(batchdata).__name__}")
+    if key not in batchdata:
+        raise KeyError(f"{where} has no {key!r} (keys: {sorted(map(str, batchdata))})")
+    value = batchdata[key]
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{where}[{key!r}] must be a tensor, got {type(value).__name__}")
+    return value.to(engine.state.device, non_blocking=engine.non_blocking)
 
 
 def record_loss(engine: Any, result: torch.Tensor | Mapping[str, Any], name: str) -> torch.Tensor:

@@ -29,7 +29,7 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 
-from .steps import backward_and_step, record_loss
+from .steps import backward_and_step, fetch_tensor, record_loss
 
 __all__ = ["TwoBranchTrainer", "loss_terms", "total_iterations"]
 
@@ -102,19 +102,12 @@ class TwoBranchTrainer(SupervisedTrainer):
         self.image_key = image_key
         self.target_keys = tuple(target_keys)
 
-    def _fetch(self, batchdata: Mapping[str, Any], key: str) -> torch.Tensor:
-        if key not in batchdata:
-            raise KeyError(f"TwoBranchTrainer: the batch has no {key!r} (keys: {sorted(map(str, batchdata))})")
-        value = batchdata[key]
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"TwoBranchTrainer: batch[{key!r}] must be a tensor, got {type(value).__name__}")
-        return value.to(self.state.device, non_blocking=self.non_blocking)
-
     def _iteration(self, engine: TwoBranchTrainer, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
-        inputs = engine._fetch(batchdata, engine.image_key)
-        targets = [engine._fetch(batchdata, k) for k in engine.target_keys]
+        where = "TwoBranchTrainer: the batch"
+        inputs = fetch_tensor(engine, batchdata, engine.image_key, where)
+        targets = [fetch_tensor(engine, batchdata, k, where) for k in engine.target_keys]
         t = int(engine.state.iteration) - 1  # ignite counts the running iteration already
         total = total_iterations(engine.state.max_epochs, engine.state.epoch_length)
         engine.state.output = {Keys.IMAGE: inputs}
