@@ -160,3 +160,17 @@ def test_report_cli(suite, tmp_path, capsys):
     assert md.startswith("# Results\n\nData: prepared with `usseg prepare` (seed 0).\n")
     assert main(["report", str(tmp_path / "missing.json"), "--output", str(tmp_path / "o.md")]) == 2
     assert "suite results not found" in capsys.readouterr().err
+
+
+def test_every_invocation_and_differing_budgets_are_listed(suite):
+    suite["suites"] = [
+        {"dataset": "Tiny", "budget": "smoke", "command": "usseg benchmark --suite calipers --class-only 48"},
+        {"dataset": "Tiny", "budget": "cpu-quick", "command": "usseg benchmark --suite calipers --class-only 96"},
+    ]
+    md = markdown_report(suite)
+    assert "- commands (2 invocations, in the order run):" in md
+    assert md.index("`usseg benchmark --suite calipers --class-only 48`") < md.index("--class-only 96`")
+    assert "**budgets differ between invocations**: cpu-quick, smoke" in md
+    suite["suites"] = suite["suites"][:1]
+    md = markdown_report(suite)
+    assert "- commands (1 invocation, in the order run):" in md and "budgets differ" not in md

@@ -137,3 +137,24 @@ def test_cli_rejects_bundle_with_suite(phantom, tmp_path, capsys):
     assert "either a bundle" in capsys.readouterr().err
     assert main(["benchmark", "--train-datalist", str(phantom), "--test-datalist", str(phantom), "--output", str(tmp_path / "w")]) == 2
     assert "give a bundle" in capsys.readouterr().err
+
+
+def test_merge_keeps_every_invocation_and_replaces_a_repeated_one(tmp_path):
+    from usseg_monai.suite import _merge_results
+
+    path = tmp_path / "results.json"
+
+    def invocation(command, method, dice):
+        run = {"dataset": "D", "protocol": "p", "method": method, "run_dir": f"/w/{method}",
+               "timing": {"total_wall_s": 60.0}, "metrics": {"dice": {"mean": dice}}}
+        return {"suite": {"dataset": "D", "protocols": ["p"], "command": command}, "datasets": {"D": {}}, "runs": [run]}
+
+    merged = _merge_results(path, invocation("cmd --class-only 48", "a", 0.5))
+    path.write_text(json.dumps(merged))
+    merged = _merge_results(path, invocation("cmd --class-only 96", "b", 0.6))
+    assert [s["command"] for s in merged["suites"]] == ["cmd --class-only 48", "cmd --class-only 96"]
+    assert merged["suite"]["wall_s"] == 120.0
+    path.write_text(json.dumps(merged))
+    merged = _merge_results(path, invocation("cmd --class-only 48", "a", 0.7))  # the same command again
+    assert [s["command"] for s in merged["suites"]] == ["cmd --class-only 96", "cmd --class-only 48"]
+    assert {r["method"]: r["metrics"]["dice"]["mean"] for r in merged["runs"]} == {"a": 0.7, "b": 0.6}

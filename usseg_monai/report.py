@@ -189,9 +189,15 @@ def markdown_report(
             if suite.get("wall_s") is not None
             else None,
         ),
-        ("command", f"`{suite['command']}`" if suite.get("command") else None),
     ]
     out += [f"- {k}: {v}" for k, v in facts if v not in (None, "")]
+    invocations = [s for s in results.get("suites") or [suite] if s.get("command")]
+    budgets = sorted({str(s.get("budget")) for s in invocations if s.get("budget")})
+    if len(budgets) > 1:
+        out.append(f"- **budgets differ between invocations**: {', '.join(budgets)} (each run's results.json names its own)")
+    if invocations:
+        out.append(f"- commands ({len(invocations)} invocation{'s' if len(invocations) > 1 else ''}, in the order run):")
+        out += [f"  - `{s['command']}`" for s in invocations]
     datasets = results.get("datasets") or {}
     for name, d in datasets.items():
         train, test = d.get("train", {}), d.get("test", {})

@@ -165,8 +165,10 @@ def _merge_results(path: Path, new: Mapping[str, Any]) -> dict[str, Any]:
     key = lambda r: (r.get("dataset"), r.get("protocol"), r.get("method"))  # noqa: E731
     replaced = {key(r) for r in new["runs"]}
     runs = [r for r in old.get("runs", []) if key(r) not in replaced] + list(new["runs"])
-    this = (new["suite"].get("dataset"), tuple(new["suite"].get("protocols", ())))
-    suites = [s for s in old.get("suites", []) if (s.get("dataset"), tuple(s.get("protocols", ()))) != this]
+    # one entry per distinct invocation (its command line; without one, its dataset and protocols)
+    inv = lambda s: s.get("command") or (s.get("dataset"), tuple(s.get("protocols", ())))  # noqa: E731
+    this = inv(new["suite"])
+    suites = [s for s in old.get("suites", []) if inv(s) != this]
     suites.append(new["suite"])
     # the time the runs took (each run once, reused runs included), not the time of the invocations
     unique = {r.get("run_dir"): r for r in runs}
