@@ -174,3 +174,15 @@ def test_every_invocation_and_differing_budgets_are_listed(suite):
     suite["suites"] = suite["suites"][:1]
     md = markdown_report(suite)
     assert "- commands (1 invocation, in the order run):" in md and "budgets differ" not in md
+
+
+def test_time_per_protocol_counts_each_run_once(suite):
+    for r, t in zip(suite["runs"], (90.0, 150.0)):
+        r["timing"]["total_wall_s"] = t
+    shared = dict(suite["runs"][0], protocol="few_masks")  # the same run listed under a second protocol
+    suite["runs"].append(shared)
+    md = markdown_report(suite)
+    assert "| Tiny | calipers | 2 | 4.0 |" in md
+    assert "| Tiny | few_masks | 1 | 1.5 |" in md
+    del suite["runs"][1]["timing"]["total_wall_s"]  # a run without a time: no row rather than a wrong sum
+    assert "| Tiny | calipers |" not in markdown_report(suite)

@@ -115,6 +115,18 @@ def _groups(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list[Mapp
     return [(d, p, groups[(d, p)]) for d, p in order]
 
 
+def _time_rows(runs: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """Per (dataset, protocol): number of distinct runs and the sum of their ``timing.total_wall_s`` in minutes
+    (rows only where every run has a time)."""
+    rows = []
+    for dataset, protocol, group in _groups(runs):
+        unique = {str(r.get("run_dir") or id(r)): r for r in group}
+        times = [(r.get("timing") or {}).get("total_wall_s") for r in unique.values()]
+        if times and all(isinstance(t, (int, float)) for t in times):
+            rows.append([dataset, protocol, str(len(unique)), f"{sum(times) / 60.0:.1f}"])
+    return rows
+
+
 def _slug(*parts: str) -> str:
     return "_".join("".join(c if c.isalnum() or c in "-." else "-" for c in str(p)) for p in parts)
 
@@ -207,6 +219,13 @@ def markdown_report(
             + (f"; split {json.dumps(d['split'])}" if d.get("split") else "")
         )
     out.append("")
+    time_rows = _time_rows(runs)
+    if time_rows:
+        out.append("Time per dataset and protocol (training + test of the runs listed under it, each run once; a run")
+        out.append("shared by two protocols, the reference UNet, counts in both):")
+        out.append("")
+        out.append(_table(["dataset", "protocol", "runs", "minutes"], time_rows))
+        out.append("")
     header = ["method"] + [c[1] for c in METRIC_COLUMNS] + ["cls acc", "params", "s/it"]
     for dataset, protocol, group in _groups(runs):
         out += [f"## {dataset}: {protocol}", ""]
