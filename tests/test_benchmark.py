@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,38 @@ def test_budgets_table_and_overrides():
         get_budget("huge")
     with pytest.raises(ValueError, match="unknown budget field"):
         get_budget("smoke", epochs=3)
+
+
+def test_paper_budget_gives_each_protocol_its_papers_settings():
+    paper = BUDGETS["paper"]
+    cal = paper.for_protocol("calipers")
+    # CRBNet's reference code: 30000 iterations at batch 24, 256x256
+    assert (cal.batch_size, cal.max_iterations, cal.image_size(2)) == (24, 30000, [256, 256]) and cal.protocols == {}
+    # 414 BUSI lesion images at batch 24: 18 iterations an epoch, 1667 epochs >= 30000 iterations
+    assert cal.epochs_for(414) == 1667 and 1667 * 18 >= 30000 > 1666 * 18
+    cls = paper.for_protocol("class_labels")
+    assert (cls.batch_size, cls.max_epochs, cls.max_iterations) == (8, 300, 0) and cls.epochs_for(414) == 300
+    assert paper.for_protocol("few_masks").max_epochs == 200
+    # an unknown protocol, or a budget without per-protocol settings, is the budget itself
+    assert paper.for_protocol("other") == replace(paper, protocols={})
+    quick = BUDGETS["cpu-quick"]
+    assert quick.for_protocol("calipers") == quick
+    # an explicit override wins over the per-protocol settings (and epochs replace iterations)
+    short = get_budget("paper", max_epochs=2, batch_size=4)
+    for key in ("calipers", "class_labels", "few_masks"):
+        b = short.for_protocol(key)
+        assert (b.max_epochs, b.batch_size, b.max_iterations) == (2, 4, 0) and b.epochs_for(100) == 2
+    assert get_budget("paper", image_size_2d=(128, 128)).for_protocol("calipers").max_iterations == 30000
+
+
+def test_max_iterations_sets_the_epochs(tiny_phantom, tmp_path):
+    # 4 training images at batch 2 = 2 iterations an epoch: 3 iterations need 2 epochs (4 iterations run)
+    r = run_benchmark(
+        BUNDLE, tiny_phantom, tiny_phantom, tmp_path / "run", test_key="test", n_resamples=20, device="cpu", threads=1,
+        budget=get_budget("smoke", max_iterations=3),
+    )
+    assert r["budget"]["max_epochs"] == 2 and r["budget"]["max_iterations"] == 3
+    assert r["timing"]["train_iterations"] == 4 and [e["epoch"] for e in r["training_curve"]] == [1, 2]
 
 
 def test_missing_test_datalist_is_a_clear_error(tiny_phantom, tmp_path):

@@ -186,3 +186,13 @@ def test_time_per_protocol_counts_each_run_once(suite):
     assert "| Tiny | few_masks | 1 | 1.5 |" in md
     del suite["runs"][1]["timing"]["total_wall_s"]  # a run without a time: no row rather than a wrong sum
     assert "| Tiny | calipers |" not in markdown_report(suite)
+
+
+def test_per_protocol_budgets_are_stated_when_they_differ(suite):
+    base = {"name": "paper", "image_size": [256, 256], "max_epochs": 200, "max_iterations": 0, "batch_size": 8}
+    suite["suite"]["budget_settings"] = base
+    suite["suite"]["protocol_budgets"] = {"few_masks": dict(base)}
+    assert "budget per protocol" not in markdown_report(suite)  # every protocol ran the budget as it is
+    suite["suite"]["protocol_budgets"]["calipers"] = {**base, "max_iterations": 30000, "batch_size": 24}
+    md = markdown_report(suite)
+    assert "- budget per protocol: few_masks: 256x256, 200 epochs, batch 8; calipers: 256x256, 30000 iterations, batch 24\n" in md

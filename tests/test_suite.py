@@ -44,6 +44,26 @@ def test_plan_lists_every_protocol_and_shares_the_reference():
         plan_suite(["masks"], 2)
 
 
+def test_run_budgets_share_the_reference_only_at_one_budget():
+    from usseg_monai.benchmark import BUDGETS
+    from usseg_monai.suite import _run_budgets, protocol_key
+
+    plan = plan_suite(PROTOCOLS, 2, class_only=(48, 96), fractions=(0.04, 0.1), num_cls_classes=6)
+    assert protocol_key("class_labels (48 class-only)") == "class_labels" and protocol_key("calipers") == "calipers"
+    quick = _run_budgets(plan, BUDGETS["cpu-quick"])
+    assert all(rb == BUDGETS["cpu-quick"] and rid == spec.run_id for spec in plan for rb, rid in [quick[id(spec)]])
+    paper = _run_budgets(plan, BUDGETS["paper"])
+    by = {(spec.protocol, spec.method): paper[id(spec)] for spec in plan}
+    ref_cal = by[("calipers", "UNet, full masks")]
+    ref_few = by[("few_masks (4% masks)", "UNet, full masks (reference)")]
+    # the calipers protocol trains every row CRBNet's way; the few-masks reference is its own run at 200 epochs
+    assert ref_cal[1] == "unet_full" and ref_cal[0].max_iterations == 30000 and ref_cal[0].batch_size == 24
+    assert by[("calipers", "CRBNet (calipers only)")][0] == ref_cal[0]
+    assert ref_few[1] == "unet_full__few_masks" and ref_few[0].max_epochs == 200 and ref_few[0].max_iterations == 0
+    assert by[("few_masks (10% masks)", "UNet, full masks (reference)")][1] == "unet_full__few_masks"
+    assert {by[("class_labels (96 class-only)", m)][0].max_epochs for m in ("MALUNet, full masks", "SemiSeg-CAW (UNeXt)")} == {300}
+
+
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory) -> Path:
     from usseg_monai.data.phantom import prepare_phantom

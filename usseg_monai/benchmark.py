@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import resource
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,11 @@ class Budget:
         batch_size: training batch size.
         val_interval: validate every N epochs during training (``0``: once, after the last epoch).
         description: what the budget is for.
+        max_iterations: when ``> 0``, train for this many iterations instead of ``max_epochs``: the runner sets
+            ``max_epochs = ceil(max_iterations / ceil(training items / batch_size))`` (CRBNet's reference trains
+            30000 iterations), and records the iterations actually run.
+        protocols: the results suite's per-protocol settings (``{"calipers": {"batch_size": 24, ...}}``), applied by
+            :meth:`for_protocol`; the ``paper`` budget uses them to give every protocol its own paper's settings.
     """
 
     name: str
@@ -78,11 +84,36 @@ class Budget:
     batch_size: int
     val_interval: int = 0
     description: str = ""
+    max_iterations: int = 0
+    protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def image_size(self, spatial_dims: int) -> list[int]:
         """Input size for a bundle of ``spatial_dims`` dimensions."""
         return list(self.image_size_2d if spatial_dims == 2 else self.image_size_3d)
 
+    def for_protocol(self, protocol: str) -> Budget:
+        """The budget a run of the suite's ``protocol`` (``calipers``, ``class_labels``, ``few_masks``) trains with:
+        this budget with the protocol's settings applied and no per-protocol table left (so it is what ran)."""
+        settings = dict(self.protocols.get(protocol) or {})
+        return replace(self, protocols={}, **settings)
+
+    def epochs_for(self, n_items: int) -> int:
+        """Training epochs over ``n_items`` items: ``max_epochs``, or enough epochs for ``max_iterations``."""
+        if self.max_iterations <= 0:
+            return int(self.max_epochs)
+        per_epoch = max(1, math.ceil(int(n_items) / int(self.batch_size)))
+        return max(1, math.ceil(int(self.max_iterations) / per_epoch))
+
+
+#: per-protocol settings of the ``paper`` budget (``../shared/docs/methods.md``): CRBNet's reference code trains
+#: 30000 iterations at batch 24 (the caliper protocol's UNet rows get the same); SemiSeg-CAW trains with
+#: MALUNet's settings (256x256, batch 8, 300 epochs, MALUNet's ``configs/config_setting.py``); CRII-Net's paper
+#: gives none here, so the few-masks protocol keeps the budget's own 200 epochs at batch 8 (a design choice).
+PAPER_PROTOCOLS: dict[str, dict[str, Any]] = {
+    "calipers": {"batch_size": 24, "max_iterations": 30000, "val_interval": 100},
+    "class_labels": {"batch_size": 8, "max_epochs": 300, "val_interval": 30},
+    "few_masks": {"batch_size": 8, "max_epochs": 200, "val_interval": 10},
+}
 
 #: named budgets (override any field with ``run_benchmark(..., budget_overrides={...})`` / CLI flags)
 BUDGETS: dict[str, Budget] = {
@@ -91,12 +122,21 @@ BUDGETS: dict[str, Budget] = {
         Budget("smoke", (64, 64), (32, 32, 16), 1, 2, 0, "plumbing check: 1 epoch at 64 px"),
         Budget(
             "cpu-quick",
+            (64, 64),
+            (32, 32, 16),
+            8,
+            8,
+            0,
+            "the whole results suite (every protocol on BUSI and DDTI) in about an hour on 2 CPU cores: 64x64, 8 epochs",
+        ),
+        Budget(
+            "cpu-standard",
             (96, 96),
             (48, 48, 24),
             10,
             8,
             0,
-            "the results suite on a CPU: 2-10 minutes per run on 2 cores (BUSI/DDTI at 96x96, 10 epochs)",
+            "a closer CPU look: 96x96, 10 epochs (the whole suite takes about 3 hours on 2 cores)",
         ),
         Budget(
             "cpu-yardstick",
@@ -107,13 +147,26 @@ BUDGETS: dict[str, Budget] = {
             0,
             "the project's CPU yardstick: 128x128, 40 epochs, batch 16 (benchmarks/plain_monai_unet_yardstick.py)",
         ),
-        Budget("paper", (256, 256), (128, 128, 64), 200, 8, 10, "the papers' resolution, long GPU training"),
+        Budget(
+            "paper",
+            (256, 256),
+            (128, 128, 64),
+            200,
+            8,
+            10,
+            "the papers' settings, for a GPU: 256x256; in the suite calipers 30000 iterations at batch 24 (CRBNet), "
+            "class labels 300 epochs at batch 8 (MALUNet/SemiSeg-CAW), few masks 200 epochs at batch 8",
+            protocols=PAPER_PROTOCOLS,
+        ),
     )
 }
 
 
 def get_budget(name: str, **overrides: Any) -> Budget:
     """The named budget with ``overrides`` applied (``None`` values ignored).
+
+    An overridden field also wins over the budget's per-protocol settings (``--epochs 5`` with ``paper`` trains
+    every protocol 5 epochs: an explicit ``max_epochs`` also drops the per-protocol ``max_iterations``).
 
     Raises:
         ValueError: unknown name or field.
@@ -124,7 +177,13 @@ def get_budget(name: str, **overrides: Any) -> Budget:
     bad = sorted(k for k in overrides if k not in fields)
     if bad:
         raise ValueError(f"unknown budget field(s) {bad}; fields are {sorted(fields)}")
-    return replace(BUDGETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    base = BUDGETS[name]
+    dropped = set(given) | ({"max_iterations"} if "max_epochs" in given else set())
+    protocols = {p: {k: v for k, v in s.items() if k not in dropped} for p, s in base.protocols.items()}
+    if "max_epochs" in given and "max_iterations" not in given:
+        given["max_iterations"] = 0
+    return replace(base, **{"protocols": protocols, **given})
 
 
 def _resolve_bundle(bundle: str | os.PathLike) -> Path:
@@ -371,6 +430,9 @@ def run_benchmark(
     b = budget if isinstance(budget, Budget) else get_budget(budget)
     if budget_overrides:
         b = replace(b, **{k: v for k, v in budget_overrides.items() if v is not None})
+    if b.max_iterations > 0:
+        b = replace(b, max_epochs=b.epochs_for(len(train_items)))
+        logger.info("budget %s: %d iterations at batch %d over %d items = %d epochs", b.name, b.max_iterations, b.batch_size, len(train_items), b.max_epochs)
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = run_dir / "models"

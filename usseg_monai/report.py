@@ -192,6 +192,7 @@ def markdown_report(
     facts = [
         ("budget", suite.get("budget")),
         ("budget settings", json.dumps(suite.get("budget_settings")) if suite.get("budget_settings") else None),
+        ("budget per protocol", _protocol_budgets_line(suite)),
         ("device", suite.get("device") or (runs[0].get("device") if runs else None)),
         ("versions", ", ".join(f"{k} {v}" for k, v in (suite.get("versions") or runs[0].get("versions") or {}).items())),
         ("seed", suite.get("seed")),
@@ -451,6 +452,23 @@ def figure_gallery(group: Sequence[Mapping[str, Any]], path: Path, title: str, n
     _save(fig, path, dpi=72)  # photographs: keep the file small (well under 300 kB for 4 cases x 7 columns)
     plt.close(fig)
     return True
+
+
+def _budget_words(b: Mapping[str, Any]) -> str:
+    """``"256x256, 30000 iterations, batch 24"`` for a budget's settings."""
+    length = f"{b['max_iterations']} iterations" if b.get("max_iterations") else f"{b.get('max_epochs')} epochs"
+    size = "x".join(str(v) for v in b.get("image_size") or [])
+    return f"{size}, {length}, batch {b.get('batch_size')}"
+
+
+def _protocol_budgets_line(suite: Mapping[str, Any]) -> str | None:
+    """The protocols' own budgets (the ``paper`` budget), or ``None`` where every protocol ran the suite's budget."""
+    per = suite.get("protocol_budgets") or {}
+    base = suite.get("budget_settings") or {}
+    keys = ("image_size", "max_epochs", "max_iterations", "batch_size")
+    if not per or all(all(pb.get(k) == base.get(k) for k in keys) for pb in per.values()):
+        return None
+    return "; ".join(f"{name}: {_budget_words(pb)}" for name, pb in per.items())
 
 
 def write_report(

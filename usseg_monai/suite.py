@@ -37,7 +37,7 @@ from typing import Any
 
 from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist
 
-__all__ = ["PROTOCOLS", "RunSpec", "plan_suite", "run_suite", "add_suite_arguments"]
+__all__ = ["PROTOCOLS", "RunSpec", "plan_suite", "protocol_key", "run_suite", "add_suite_arguments"]
 
 logger = logging.getLogger("usseg_monai.suite")
 
@@ -127,6 +127,29 @@ def plan_suite(
                 RunSpec("unet_full", protocol, "UNet, full masks (reference)", unet),
             ]
     return runs
+
+
+def protocol_key(protocol: str) -> str:
+    """The protocol a table title belongs to: ``"class_labels (100 class-only)"`` -> ``"class_labels"``."""
+    return protocol.split(" (", 1)[0]
+
+
+def _run_budgets(plan: Sequence[RunSpec], budget: Any) -> dict[int, tuple[Any, str]]:
+    """Each planned run's budget (:meth:`usseg_monai.benchmark.Budget.for_protocol`) and run id, keyed by ``id(spec)``.
+
+    A run listed under several protocols (the reference UNet) is shared only where the protocols train it with the
+    same budget; under a protocol with other settings (the ``paper`` budget) it becomes its own run,
+    ``<run_id>__<protocol>``."""
+    first: dict[str, Any] = {}
+    out: dict[int, tuple[Any, str]] = {}
+    for spec in plan:
+        key = protocol_key(spec.protocol)
+        rb = budget.for_protocol(key)
+        run_id = spec.run_id
+        if first.setdefault(run_id, rb) != rb:
+            run_id = f"{run_id}__{key}"
+        out[id(spec)] = (rb, run_id)
+    return out
 
 
 def _variant_datalist(variant: str, train_datalist: Path, train_key: str, work: Path, seed: int) -> Path:
@@ -240,7 +263,10 @@ def run_suite(
     logger.info("suite: %d runs (%d distinct) on %s at budget %s", len(plan), len({r.run_id for r in plan}), dataset_name, b.name)
     done: dict[str, dict[str, Any]] = {}
     runs: list[dict[str, Any]] = []
+    budgets = _run_budgets(plan, b)
     for spec in plan:
+        run_b, run_id = budgets[id(spec)]
+        spec = dataclasses.replace(spec, run_id=run_id)
         if spec.run_id not in done:
             run_dir = ds_dir / spec.run_id
             results_path = run_dir / "results.json"
@@ -252,7 +278,7 @@ def run_suite(
                 logger.info("suite: run %s (%s, %s) on %s", spec.run_id, spec.method, spec.bundle, dl)
                 res = run_benchmark(
                     spec.bundle, dl, test_datalist, run_dir, train_key=train_key, val_key=val_key, test_key=test_key,
-                    budget=b, seed=seed, device=device, n_resamples=n_resamples,
+                    budget=run_b, seed=seed, device=device, n_resamples=n_resamples,
                     bundle_overrides=dict(spec.overrides), threads=threads,
                 )
             done[spec.run_id] = res
@@ -270,6 +296,10 @@ def run_suite(
         "protocols": list(protocols),
         "budget": b.name,
         "budget_settings": {**dataclasses.asdict(b), "image_size": b.image_size(spatial_dims)},
+        "protocol_budgets": {
+            key: {**dataclasses.asdict(pb), "image_size": pb.image_size(spatial_dims)}
+            for key, pb in ((k, b.for_protocol(k)) for k in dict.fromkeys(protocol_key(r.protocol) for r in plan))
+        },
         "seed": seed,
         "device": first.get("device"),
         "versions": first.get("versions"),
