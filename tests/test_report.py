@@ -136,6 +136,8 @@ def test_bundle_readme_sections(suite, tmp_path):
     suite["runs"][1]["bundle"] = "method_b"
     section = bundle_results_markdown(suite, "unet_b")
     assert "**Tiny, calipers**" in section and "| Reference |" in section and "Method B" not in section
+    suite["runs"][0]["budget"] = {"image_size": [64, 64], "max_epochs": 8, "max_iterations": 0, "batch_size": 8}
+    assert "**Tiny, calipers** (64x64, 8 epochs, batch 8)\n" in bundle_results_markdown(suite, "unet_b")
     assert bundle_results_markdown(suite, "other") == ""
     for name, marked in (("unet_b", True), ("method_b", False)):
         (tmp_path / name / "docs").mkdir(parents=True)

@@ -522,15 +522,15 @@ def bundle_results_markdown(results: Mapping[str, Any], bundle: str) -> str:
         rows = [r for r in group if r.get("bundle") == bundle]
         if not rows:
             continue
-        parts += [f"**{dataset}, {protocol}**", "", _table(header, [_metric_row(r) for r in rows]), ""]
+        trained = rows[0].get("budget") or {}
+        title = f"**{dataset}, {protocol}**" + (f" ({_budget_words(trained)})" if trained else "")
+        parts += [title, "", _table(header, [_metric_row(r) for r in rows]), ""]
     if not parts:
         return ""
-    budget = suite.get("budget_settings") or {}
     device = suite.get("device") or results["runs"][0].get("device")
     intro = (
-        f"From `docs/results.md` (budget `{suite.get('budget')}`"
-        + (f": {budget.get('max_epochs')} epochs, batch {budget.get('batch_size')}" if budget else "")
-        + f"; device: {device}; test: each dataset's own held-out section, see the report)."
+        f"From `docs/results.md` (budget `{suite.get('budget')}`; device: {device}; test: each dataset's own "
+        "held-out section, see the report)."
     )
     return "\n".join([intro, ""] + parts).rstrip() + "\n"
 
