@@ -198,3 +198,33 @@ def test_per_protocol_budgets_are_stated_when_they_differ(suite):
     suite["suite"]["protocol_budgets"]["calipers"] = {**base, "max_iterations": 30000, "batch_size": 24}
     md = markdown_report(suite)
     assert "- budget per protocol: few_masks: 256x256, 200 epochs, batch 8; calipers: 256x256, 30000 iterations, batch 24\n" in md
+
+
+def test_at_a_glance_tests_each_claim_pair_on_the_same_images():
+    from usseg_monai.report import claim_rows
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.8, size=20)
+
+    def run(protocol, method, dices, dataset="Tiny"):
+        cases = [{"image": f"img_{k}.png", "dice": float(d)} for k, d in enumerate(dices)]
+        return {"dataset": dataset, "protocol": protocol, "method": method, "cases": cases, "metrics": {}}
+
+    runs = [
+        run("few_masks (4% masks)", "labeled only", base),
+        run("few_masks (4% masks)", "mean teacher", base + 0.1),
+        run("few_masks (4% masks)", "CRII-Net", base + 0.1),
+        run("calipers", "UNet, full masks", base),
+        run("calipers", "CRBNet (calipers only)", base - 0.05),  # no pseudo-label rows: those pairs are left out
+        run("calipers", "Other method", base),
+    ]
+    rows = claim_rows(runs)
+    assert rows == [
+        ["Tiny", "few_masks (4% masks)", "CRII-Net", "labeled only", "+0.100 [+0.100, +0.100]", "higher"],
+        ["Tiny", "few_masks (4% masks)", "CRII-Net", "mean teacher", "+0.000 [+0.000, +0.000]", "no clear difference"],
+        ["Tiny", "calipers", "CRBNet (calipers only)", "UNet, full masks", "-0.050 [-0.050, -0.050]", "lower"],
+    ]
+    md = markdown_report({"suite": {}, "runs": runs})
+    assert "## At a glance: the papers' claims" in md and "- few_masks: CRII-Net beats" in md
+    assert "| Tiny | calipers | CRBNet (calipers only) | UNet, full masks | -0.050 [-0.050, -0.050] | lower |" in md
+    assert md.index("At a glance") < md.index("## Tiny: few_masks (4% masks)")

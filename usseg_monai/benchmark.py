@@ -124,10 +124,10 @@ BUDGETS: dict[str, Budget] = {
             "cpu-quick",
             (64, 64),
             (32, 32, 16),
-            8,
+            12,
             8,
             0,
-            "the whole results suite (every protocol on BUSI and DDTI) in about an hour on 2 CPU cores: 64x64, 8 epochs",
+            "the whole results suite (every protocol on BUSI and DDTI, 40 runs) in about an hour on 2 CPU cores: 64x64, 12 epochs",
         ),
         Budget(
             "cpu-standard",

@@ -164,6 +164,34 @@ def paired_dice_difference(run: Mapping[str, Any], reference: Mapping[str, Any],
     return bootstrap_ci(diffs, n_resamples=1000, seed=seed)
 
 
+def claim_rows(runs: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """The "at a glance" table: for every (dataset, protocol) table and every pair of
+    :data:`usseg_monai.suite.CLAIMS`, the paired per-image Dice difference (method minus the row it is compared
+    with, 95% bootstrap CI) and what it says: ``higher`` / ``lower`` where the interval excludes 0, else
+    ``no clear difference``. Pairs whose rows are not in the table are left out."""
+    from usseg_monai.suite import CLAIMS, protocol_key
+
+    rows = []
+    for dataset, protocol, group in _groups(runs):
+        claim = CLAIMS.get(protocol_key(protocol))
+        if claim is None:
+            continue
+        by_method = {str(r["method"]): r for r in group}
+        for method, others in claim[1]:
+            if method not in by_method:
+                continue
+            for other in others:
+                d = paired_dice_difference(by_method[method], by_method[other]) if other in by_method else None
+                if d is None or d.get("mean") is None:
+                    continue
+                verdict = "higher" if d["ci_low"] > 0 else "lower" if d["ci_high"] < 0 else "no clear difference"
+                rows.append([
+                    dataset, protocol, method, other,
+                    f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]", verdict,
+                ])  # fmt: skip
+    return rows
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -227,6 +255,21 @@ def markdown_report(
         out.append("")
         out.append(_table(["dataset", "protocol", "runs", "minutes"], time_rows))
         out.append("")
+    glance = claim_rows(runs)
+    if glance:
+        from usseg_monai.suite import CLAIMS
+
+        present = list(dict.fromkeys(r[1].split(" (", 1)[0] for r in glance))
+        out += ["## At a glance: the papers' claims", ""]
+        out += [f"- {key}: {CLAIMS[key][0]}" for key in present]
+        out += [
+            "",
+            "Paired per-image Dice difference (method minus the row it is compared with, same test images, 95% "
+            "bootstrap CI); `higher` / `lower` where the interval excludes 0.",
+            "",
+            _table(["dataset", "protocol", "method", "vs", "Dice difference [95% CI]", "result"], glance),
+            "",
+        ]
     header = ["method"] + [c[1] for c in METRIC_COLUMNS] + ["cls acc", "params", "s/it"]
     for dataset, protocol, group in _groups(runs):
         out += [f"## {dataset}: {protocol}", ""]

@@ -37,12 +37,30 @@ from typing import Any
 
 from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist
 
-__all__ = ["PROTOCOLS", "RunSpec", "plan_suite", "protocol_key", "run_suite", "add_suite_arguments"]
+__all__ = ["PROTOCOLS", "CLAIMS", "RunSpec", "plan_suite", "protocol_key", "run_suite", "add_suite_arguments"]
 
 logger = logging.getLogger("usseg_monai.suite")
 
 PROTOCOLS = ("calipers", "class_labels", "few_masks")
 BACKBONES = (("malunet", "MALUNet"), ("unext", "UNeXt"))
+
+
+#: per protocol: the paper's claim and, for each method it is about, the rows it is compared with (method names as
+#: :func:`plan_suite` gives them); the report's "at a glance" table tests each pair on the same test images
+CLAIMS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
+    "calipers": (
+        "CRBNet from calipers alone reaches full supervision and beats a UNet on either pseudo-label (Zhao et al. 2024)",
+        [("CRBNet (calipers only)", ["UNet, full masks", "UNet, radical labels", "UNet, conservative labels"])],
+    ),
+    "class_labels": (
+        "SemiSeg-CAW beats its backbone on the reduced masks and reaches it on all masks (Barzegar & Khan 2025)",
+        [(f"SemiSeg-CAW ({name})", [f"{name}, reduced masks", f"{name}, full masks"]) for _, name in BACKBONES],
+    ),
+    "few_masks": (
+        "CRII-Net beats semi-supervised baselines with few masks (+7.49% Dice at 4%, Du et al. 2023)",
+        [("CRII-Net", ["labeled only", "mean teacher"])],
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True)
