@@ -118,8 +118,10 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path):
     own_walls = [json.loads((work / "PhantomA" / r / "results.json").read_text())["timing"]["total_wall_s"]
                  for r in ("unet_full", "unet_radical", "unet_conservative", "crbnet")]  # fmt: skip
     assert on_disk["suite"]["wall_s"] == pytest.approx(sum(own_walls))
+    assert on_disk["suite"]["protocol_budgets"]["calipers"]["max_epochs"] == 1
     md = report.read_text()
     assert "## PhantomA: calipers" in md and "figures/dice_PhantomA_calipers.png" in md
+    assert "## At a glance" in md and "| PhantomA | calipers | CRBNet (calipers only) | UNet, conservative labels |" in md
     assert (report.parent / "figures" / "gallery_PhantomA_calipers.png").is_file()
     # a second dataset merges in (the class-label protocol: SemiSeg-CAW and its baselines, 2 class-only images)
     stamp = (work / "PhantomA" / "unet_full" / "results.json").stat().st_mtime_ns
