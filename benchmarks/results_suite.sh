@@ -5,9 +5,10 @@
 #   benchmarks/results_suite.sh BUSI_SRC DDTI_SRC WORK [BUDGET] [THREADS] [TEST_DATALIST_BUSI] [TEST_DATALIST_DDTI] [TEST_KEY]
 #
 # BUSI_SRC / DDTI_SRC: the datasets as downloaded (e.g. ../shared/data/BUSI, ../shared/data/DDTI). WORK: a new
-# folder (prepared data, runs, results.json). BUDGET: cpu-quick (default) or paper. Without held-back test
-# datalists, each dataset's own validation section (20%, seeded, grouped by case) is the test set. The report is
-# written to WORK/report/results.md (copy it with its figures/ folder into docs/ to publish it).
+# folder (prepared data, runs, results.json). BUDGET: cpu-quick (default; about an hour on 2 cores), cpu-standard or
+# paper (each protocol with its paper's settings; a GPU). Without held-back test datalists, each dataset's own
+# validation section (20%, seeded, grouped by case) is the test set. The report is written to
+# WORK/report/results.md (copy it with its figures/ folder into docs/ to publish it).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 BUSI_SRC="$1"; DDTI_SRC="$2"; WORK="$(realpath -m "$3")"
