@@ -56,6 +56,22 @@ def test_atomic_path_leaves_target_untouched_on_error(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
 
 
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        written = atomic_write_json(tmp_path / "atomic.json", {"a": 1})
+        assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
+        os.umask(0o077)
+        assert stat.S_IMODE(atomic_write_json(tmp_path / "private.json", {}).stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
 def test_prepare_output_dir_rules(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

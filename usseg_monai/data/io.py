@@ -51,13 +51,21 @@ def _double_suffix(path: Path) -> str:
     return path.suffix
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it into place atomically.
 
     The temporary file keeps the target's suffix (``.nii.gz``, ``.png``, ...) so that writers which
     choose a format by extension (PIL, ITK, nibabel) work unchanged. On an exception the temporary file
-    is removed and ``path`` is left as it was.
+    is removed and ``path`` is left as it was. The file gets the permissions a plain ``open()`` would give
+    (``0o666`` less the umask), not the private ``0o600`` of a temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +74,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
