@@ -51,9 +51,10 @@ def test_run_budgets_share_the_reference_only_at_one_budget():
     plan = plan_suite(PROTOCOLS, 2, class_only=(48, 96), fractions=(0.04, 0.1), num_cls_classes=6)
     assert protocol_key("class_labels (48 class-only)") == "class_labels" and protocol_key("calipers") == "calipers"
     quick = _run_budgets(plan, BUDGETS["cpu-quick"])
-    assert all(rb == BUDGETS["cpu-quick"] and rid == spec.run_id for spec in plan for rb, rid in [quick[id(spec)]])
+    assert len(quick) == len(plan)
+    assert all(rb == BUDGETS["cpu-quick"] and rid == spec.run_id for spec, (rb, rid) in zip(plan, quick))
     paper = _run_budgets(plan, BUDGETS["paper"])
-    by = {(spec.protocol, spec.method): paper[id(spec)] for spec in plan}
+    by = {(spec.protocol, spec.method): rb_id for spec, rb_id in zip(plan, paper)}
     ref_cal = by[("calipers", "UNet, full masks")]
     ref_few = by[("few_masks (4% masks)", "UNet, full masks (reference)")]
     # the calipers protocol trains every row CRBNet's way; the few-masks reference is its own run at 200 epochs

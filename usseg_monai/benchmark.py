@@ -432,7 +432,10 @@ def run_benchmark(
         b = replace(b, **{k: v for k, v in budget_overrides.items() if v is not None})
     if b.max_iterations > 0:
         b = replace(b, max_epochs=b.epochs_for(len(train_items)))
-        logger.info("budget %s: %d iterations at batch %d over %d items = %d epochs", b.name, b.max_iterations, b.batch_size, len(train_items), b.max_epochs)
+        logger.info(
+            "budget %s: %d iterations at batch %d over %d items = %d epochs",
+            b.name, b.max_iterations, b.batch_size, len(train_items), b.max_epochs,
+        )
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = run_dir / "models"

@@ -257,9 +257,9 @@ def markdown_report(
         out.append("")
     glance = claim_rows(runs)
     if glance:
-        from usseg_monai.suite import CLAIMS
+        from usseg_monai.suite import CLAIMS, protocol_key
 
-        present = list(dict.fromkeys(r[1].split(" (", 1)[0] for r in glance))
+        present = list(dict.fromkeys(protocol_key(r[1]) for r in glance))
         out += ["## At a glance: the papers' claims", ""]
         out += [f"- {key}: {CLAIMS[key][0]}" for key in present]
         out += [

@@ -152,21 +152,21 @@ def protocol_key(protocol: str) -> str:
     return protocol.split(" (", 1)[0]
 
 
-def _run_budgets(plan: Sequence[RunSpec], budget: Any) -> dict[int, tuple[Any, str]]:
-    """Each planned run's budget (:meth:`usseg_monai.benchmark.Budget.for_protocol`) and run id, keyed by ``id(spec)``.
+def _run_budgets(plan: Sequence[RunSpec], budget: Any) -> list[tuple[Any, str]]:
+    """Each planned run's budget (:meth:`usseg_monai.benchmark.Budget.for_protocol`) and run id, in plan order.
 
     A run listed under several protocols (the reference UNet) is shared only where the protocols train it with the
     same budget; under a protocol with other settings (the ``paper`` budget) it becomes its own run,
     ``<run_id>__<protocol>``."""
     first: dict[str, Any] = {}
-    out: dict[int, tuple[Any, str]] = {}
+    out: list[tuple[Any, str]] = []
     for spec in plan:
         key = protocol_key(spec.protocol)
         rb = budget.for_protocol(key)
         run_id = spec.run_id
         if first.setdefault(run_id, rb) != rb:
             run_id = f"{run_id}__{key}"
-        out[id(spec)] = (rb, run_id)
+        out.append((rb, run_id))
     return out
 
 
@@ -278,12 +278,11 @@ def run_suite(
     work = Path(work_dir).resolve()
     ds_dir = work / "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset_name)
     ds_dir.mkdir(parents=True, exist_ok=True)
-    logger.info("suite: %d runs (%d distinct) on %s at budget %s", len(plan), len({r.run_id for r in plan}), dataset_name, b.name)
+    budgets = _run_budgets(plan, b)
+    logger.info("suite: %d runs (%d distinct) on %s at budget %s", len(plan), len({i for _, i in budgets}), dataset_name, b.name)
     done: dict[str, dict[str, Any]] = {}
     runs: list[dict[str, Any]] = []
-    budgets = _run_budgets(plan, b)
-    for spec in plan:
-        run_b, run_id = budgets[id(spec)]
+    for spec, (run_b, run_id) in zip(plan, budgets):
         spec = dataclasses.replace(spec, run_id=run_id)
         if spec.run_id not in done:
             run_dir = ds_dir / spec.run_id
