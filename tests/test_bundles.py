@@ -463,6 +463,8 @@ def test_torchrun_two_processes_gloo(trained, tmp_path):
     env["CUDA_VISIBLE_DEVICES"] = ""
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    # finalize freed the process group (gloo threads joined before exit), on both ranks
+    assert "still referenced after destroy_process_group" not in r.stdout + r.stderr
     assert (tmp_path / "b" / "models" / "model.pt").is_file()
     ckpt = torch.load(tmp_path / "b" / "models" / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert not any(k.startswith("module.") for k in ckpt["model"])  # saved unwrapped, loadable by evaluate/infer

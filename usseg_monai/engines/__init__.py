@@ -1,5 +1,6 @@
 """usseg_monai.engines: trainers that SupervisedTrainer cannot express alone, built on monai.engines."""
 
+from .distributed import DDP_GROUP_HOLDERS, release_process_group, shutdown_process_group
 from .optim import OPTIMIZERS, make_optimizer
 from .semi_supervised import CyclicLoader, SemiSupervisedTrainer, require_checkpoint, sigmoid_rampup
 from .two_branch import TwoBranchTrainer, loss_terms, total_iterations
@@ -14,4 +15,7 @@ __all__ = [
     "total_iterations",
     "OPTIMIZERS",
     "make_optimizer",
+    "DDP_GROUP_HOLDERS",
+    "release_process_group",
+    "shutdown_process_group",
 ]
