@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,11 +51,21 @@ def _double_suffix(path: Path) -> str:
     return path.suffix
 
 
-def _umask() -> int:
-    """The process's file-creation mask (read by setting it and putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _create_temp(parent: Path, prefix: str, suffix: str) -> Path:
+    """Create an empty file with a fresh random name in ``parent``, opened like a plain ``open()``.
+
+    Its mode is ``0o666`` less the umask, applied by the OS. ``tempfile.mkstemp`` would give the private ``0o600``,
+    and reading the umask to ``chmod`` afterwards would briefly change it for every thread.
+    """
+    for _ in range(100):
+        candidate = parent / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return candidate
+    raise FileExistsError(f"{parent}: could not create a unique temporary file {prefix}*{suffix}")
 
 
 @contextlib.contextmanager
@@ -69,13 +79,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + _double_suffix(path), dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temp(path.parent, f".{path.name}.", ".tmp" + _double_suffix(path))
     try:
         yield tmp_path
-        if tmp_path.exists():
-            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
