@@ -7,8 +7,8 @@ described in ``docs/bundles.md`` ("Ending a torchrun run"): ``terminate called w
 
 ``--ending barrier`` replaces the bundle's ``finalize`` with the plain ending (a barrier, then
 ``destroy_process_group``), for comparison with the bundle's own ``shutdown_process_group``. The abort is a race,
-so its rate depends on the machine; give it enough runs (on the 2-core development machine the plain ending
-aborted in 7 of 68 runs, the bundle's own in 0 of 80).
+so its rate depends on the machine; give it enough runs (on the 2-core development machine, ``--runs 60``: the
+plain ending aborted in 5 of 60 runs, the bundle's own in 0 of 60).
 
     python benchmarks/torchrun_exit.py --runs 80
     python benchmarks/torchrun_exit.py --runs 80 --ending barrier --keep-logs /tmp/torchrun_logs
