@@ -12,30 +12,41 @@ from usseg_monai.data.io import load_png
 from usseg_monai.suite import PROTOCOLS, plan_suite, run_suite
 
 
+CAL_PROJECT, CAL_OFFICIAL = "calipers (recipe project)", "calipers (recipe crbnet_official)"
+
+
 def test_plan_lists_every_protocol_and_shares_the_reference():
     plan = plan_suite(PROTOCOLS, 2, class_only=(48, 96), fractions=(0.04, 0.1), num_cls_classes=6)
     protocols = list(dict.fromkeys(r.protocol for r in plan))
     assert protocols == [
-        "calipers",
+        CAL_PROJECT,
+        CAL_OFFICIAL,
         "class_labels (48 class-only)",
         "class_labels (96 class-only)",
         "few_masks (4% masks)",
         "few_masks (10% masks)",
     ]
-    calipers = [r for r in plan if r.protocol == "calipers"]
-    assert [r.train_variant for r in calipers] == ["full", "radical", "conservative", "full"]
-    assert calipers[-1].bundle == "crbnet_us_2d_segmentation"
+    for title, recipe in ((CAL_PROJECT, "project"), (CAL_OFFICIAL, "crbnet_official")):
+        calipers = [r for r in plan if r.protocol == title]
+        assert [r.train_variant for r in calipers] == ["full", "radical", "conservative", "full", "full", "full"]
+        assert {r.recipe for r in calipers} == {recipe}
+        # one CRBNet training scored three ways: the mean of the branches and each branch alone
+        crb = calipers[3:]
+        assert {r.bundle for r in crb} == {"crbnet_us_2d_segmentation"} and len({r.run_id for r in crb}) == 1
+        assert [r.test_variant for r in crb] == [None, "radical", "conservative"]
+        assert crb[0].test_variants == {"radical": {"inference_mode": "radical"}, "conservative": {"inference_mode": "conservative"}}
     c48 = [r for r in plan if r.protocol.startswith("class_labels (48")]
     assert len(c48) == 6 and {r.overrides["backbone"] for r in c48} == {"malunet", "unext"}
-    assert all(r.overrides["num_cls_classes"] == 6 for r in c48)
+    assert all(r.overrides["num_cls_classes"] == 6 for r in c48) and {r.recipe for r in c48} == {None}
     assert [r.train_variant for r in c48[:3]] == ["full", "class_only:48", "class_only:48"]
     # the all-mask backbone runs do not depend on the class-only amount: one run each, listed twice
     ids = [r.run_id for r in plan]
     assert ids.count("malunet_full") == 2 and ids.count("unext_full") == 2
     few = [r for r in plan if r.protocol.startswith("few_masks (4%")]
     assert [r.overrides.get("method") for r in few] == ["labeled_only", "mean_teacher", "crii_net", None]
-    assert {r.train_variant for r in few[:3]} == {"labeled:0.04"}
-    assert ids.count("unet_full") == 3  # calipers + both few-mask tables, one training
+    assert {r.train_variant for r in few[:3]} == {"labeled:0.04"} and {r.recipe for r in few} == {"project"}
+    # the reference UNet under the project recipe: the calipers table and both few-mask tables, one training
+    assert ids.count("unet_full-project") == 3 and ids.count("unet_full-crbnet_official") == 1
     plan3 = plan_suite(["calipers", "few_masks"], 3)
     assert {r.bundle for r in plan3} == {"unet_us_3d_segmentation", "crbnet_us_3d_segmentation", "crii_net_us_3d_segmentation"}
     with pytest.raises(ValueError, match="2D only"):
@@ -44,24 +55,77 @@ def test_plan_lists_every_protocol_and_shares_the_reference():
         plan_suite(["masks"], 2)
 
 
+def test_every_row_of_a_recipe_table_trains_with_the_recipe():
+    """The recipe's overrides reach every row, and each bundle builds the optimiser, schedule and augmentation
+    the recipe names (parsed from the bundle configs, as the suite's runs are)."""
+    from monai.bundle import ConfigParser
+
+    from usseg_monai.recipes import RECIPES, describe_training
+
+    plan = plan_suite(["calipers"], 2)
+    built = {}
+    for spec in plan:
+        if spec.test_variant is not None:
+            continue
+        parser = ConfigParser()
+        parser.read_config(str(Path("bundles", spec.bundle, "configs", "train.json")))
+        parser.update({"bundle_root": str(Path("bundles", spec.bundle)), **RECIPES[spec.recipe].overrides(), **spec.overrides})
+        built[(spec.protocol, spec.method)] = describe_training(parser)
+    for title, opt, sched, first in ((CAL_PROJECT, "AdamW", "CosineAnnealingLR", "RandFlipd"), (CAL_OFFICIAL, "SGD", "PolynomialLR", "OneOf")):
+        rows = {m: d for (p, m), d in built.items() if p == title}
+        assert len(rows) == 4
+        for method, d in rows.items():
+            assert d["optimizer"] == opt and d["lr_schedule"] == sched and d["lr_step"] == "iteration", method
+            assert d["loss_family"] == "CE + Dice"
+            assert (next(iter(d["augmentation"][0])) if first == "OneOf" else d["augmentation"][0]["transform"]) == first
+        # the same recipe in every row, key-independent (CRBNet moves four keys, the UNet two)
+        ref = next(iter(rows.values()))
+        assert all(d["augmentation"] == ref["augmentation"] and d["learning_rate"] == ref["learning_rate"] for d in rows.values())
+    assert built[(CAL_OFFICIAL, "UNet, full masks")]["learning_rate"] == 0.01
+    assert built[(CAL_OFFICIAL, "UNet, full masks")]["momentum"] == 0.9
+
+
+def test_a_row_that_differs_from_its_table_is_refused():
+    from usseg_monai.recipes import RECIPES, check_bundle_accepts, check_same_recipe
+    from usseg_monai.suite import RunSpec, _check_recipes_accepted, check_row_overrides
+
+    a = {"optimizer": "SGD", "learning_rate": 0.01, "weight_decay": 1e-4, "momentum": 0.9, "lr_schedule": "PolynomialLR",
+         "lr_step": "iteration", "augmentation": [{"transform": "OneOf"}], "loss_family": "CE + Dice",
+         "image_size": [64, 64], "batch_size": 8}  # fmt: skip
+    check_same_recipe([("UNet", a), ("CRBNet", dict(a))], "t")
+    for key, value in (("optimizer", "AdamW"), ("augmentation", [{"transform": "RandFlipd"}]), ("lr_step", "epoch"), ("batch_size", 4)):
+        with pytest.raises(ValueError, match=rf"table 't': 'CRBNet' trains with {key}="):
+            check_same_recipe([("UNet", a), ("CRBNet", {**a, key: value})], "t")
+    # momentum only matters where SGD is used
+    adam = {**a, "optimizer": "AdamW"}
+    check_same_recipe([("UNet", adam), ("CRBNet", {**adam, "momentum": None})], "t")
+    with pytest.raises(ValueError, match="does not declare"):
+        check_bundle_accepts({"optimizer_name": "sgd"}, RECIPES["project"], "b")
+    with pytest.raises(ValueError, match="unknown recipe"):
+        _check_recipes_accepted([RunSpec("r", "p", "m", "unet_us_2d_segmentation", recipe="fast")])
+    with pytest.raises(ValueError, match=r"row 'm' of 'p' overrides recipe key\(s\) \['learning_rate'\]"):
+        check_row_overrides([RunSpec("r", "p", "m", "b", overrides={"learning_rate": 1.0, "method": "x"}, recipe="project")])
+    check_row_overrides(plan_suite(PROTOCOLS, 2))
+
+
 def test_run_budgets_share_the_reference_only_at_one_budget():
     from usseg_monai.benchmark import BUDGETS
     from usseg_monai.suite import _run_budgets, protocol_key
 
     plan = plan_suite(PROTOCOLS, 2, class_only=(48, 96), fractions=(0.04, 0.1), num_cls_classes=6)
-    assert protocol_key("class_labels (48 class-only)") == "class_labels" and protocol_key("calipers") == "calipers"
+    assert protocol_key("class_labels (48 class-only)") == "class_labels" and protocol_key(CAL_PROJECT) == "calipers"
     quick = _run_budgets(plan, BUDGETS["cpu-quick"])
     assert len(quick) == len(plan)
     assert all(rb == BUDGETS["cpu-quick"] and rid == spec.run_id for spec, (rb, rid) in zip(plan, quick))
     paper = _run_budgets(plan, BUDGETS["paper"])
     by = {(spec.protocol, spec.method): rb_id for spec, rb_id in zip(plan, paper)}
-    ref_cal = by[("calipers", "UNet, full masks")]
+    ref_cal = by[(CAL_PROJECT, "UNet, full masks")]
     ref_few = by[("few_masks (4% masks)", "UNet, full masks (reference)")]
     # the calipers protocol trains every row CRBNet's way; the few-masks reference is its own run at 200 epochs
-    assert ref_cal[1] == "unet_full" and ref_cal[0].max_iterations == 30000 and ref_cal[0].batch_size == 24
-    assert by[("calipers", "CRBNet (calipers only)")][0] == ref_cal[0]
-    assert ref_few[1] == "unet_full__few_masks" and ref_few[0].max_epochs == 200 and ref_few[0].max_iterations == 0
-    assert by[("few_masks (10% masks)", "UNet, full masks (reference)")][1] == "unet_full__few_masks"
+    assert ref_cal[1] == "unet_full-project" and ref_cal[0].max_iterations == 30000 and ref_cal[0].batch_size == 24
+    assert by[(CAL_PROJECT, "CRBNet (calipers only)")][0] == ref_cal[0]
+    assert ref_few[1] == "unet_full-project__few_masks" and ref_few[0].max_epochs == 200 and ref_few[0].max_iterations == 0
+    assert by[("few_masks (10% masks)", "UNet, full masks (reference)")][1] == "unet_full-project__few_masks"
     assert {by[("class_labels (96 class-only)", m)][0].max_epochs for m in ("MALUNet, full masks", "SemiSeg-CAW (UNeXt)")} == {300}
 
 

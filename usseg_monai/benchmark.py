@@ -45,6 +45,7 @@ from usseg_monai.metrics import (
     measurement_error_summary,
     summarize_cases,
 )
+from usseg_monai.recipes import describe_training
 
 __all__ = [
     "Budget",
@@ -366,6 +367,67 @@ def _workflow(config_files: Sequence[Path], workflow_type: str, bundle_root: Pat
     return wf
 
 
+def _test_pass(
+    *,
+    bundle_dir: Path,
+    test_datalist: Path,
+    test_key: str,
+    test_items: Sequence[Mapping[str, Any]],
+    image_size: Sequence[int],
+    ckpt_dir: Path,
+    final_ckpt: Path,
+    sync_cuda: bool,
+    overrides: Mapping[str, Any],
+    output_dir: Path,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[float]]:
+    """One test pass: ``configs/inference.json`` on ``test_datalist[test_key]`` with ``final_ckpt``; per-case
+    metrics, per-case measurement errors and the per-image inference times (seconds)."""
+    infer_overrides = {
+        **dict(overrides),
+        "dataset_dir": str(test_datalist.parent),
+        "data_list_file_path": str(test_datalist),
+        "infer_data_list_key": test_key,
+        "image_size": list(image_size),
+        "ckpt_dir": str(ckpt_dir),
+        "ckpt_path": str(final_ckpt),
+        "output_dir": str(output_dir),
+    }
+    iwf = _workflow([bundle_dir / "configs" / "inference.json"], "infer", bundle_dir, infer_overrides)
+    evaluator = iwf.parser.get_parsed_content("evaluator")
+    collector = _PredictionCollector(
+        output_key=str(iwf.parser.get("output_key", "pred")), image_key=str(iwf.parser.get("image_key", "image"))
+    )
+    collector.attach(evaluator)
+    infer_timer = _IterationTimer(sync_cuda=sync_cuda)
+    infer_timer.attach(evaluator)
+    iwf.run()
+    iwf.finalize()
+
+    by_image = {str(Path(test_datalist.parent, it["image"]).resolve()): it for it in test_items}
+    cases: list[dict[str, Any]] = []
+    meas: list[dict[str, Any]] = []
+    for fname, pred in collector.items:
+        item = by_image.get(str(Path(fname).resolve()))
+        if item is None:
+            raise DatasetError(f"benchmark: prediction for {fname} matches no image of {test_datalist}[{test_key}]")
+        label = _load_label(test_datalist.parent / item["label"])
+        pred = np.squeeze(pred)
+        if pred.shape != label.shape:
+            raise ValueError(f"benchmark: prediction for {fname} has shape {pred.shape}, its label {label.shape}")
+        spacing = item.get("spacing")
+        c = case_metrics(pred, label, spacing)
+        m = case_measurement_error(pred, label, spacing)
+        c.update(image=item["image"], measurement_status=m["status"])
+        for k in ("long_axis_abs_err_mm", "short_axis_abs_err_mm", "aspect_ratio_abs_err", "taller_than_wide_agree"):
+            if k in m:
+                c[k] = m[k]
+        cases.append(c)
+        meas.append(m)
+    if len(cases) != len(test_items):
+        raise RuntimeError(f"benchmark: {len(cases)} predictions for {len(test_items)} test images")
+    return cases, meas, list(infer_timer.times)
+
+
 def run_benchmark(
     bundle: str | os.PathLike,
     train_datalist: str | os.PathLike,
@@ -385,6 +447,7 @@ def run_benchmark(
     bundle_overrides: Mapping[str, Any] | None = None,
     results_name: str = "results.json",
     threads: int | None = None,
+    test_variants: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train ``bundle`` at ``budget`` on ``train_datalist[train_key]``, score it on ``test_datalist[test_key]``.
 
@@ -407,6 +470,9 @@ def run_benchmark(
             id whose root the inference config lacks (e.g. ``"train#random_transforms"``) to training only.
         results_name: results file name inside ``run_dir``.
         threads: ``torch.set_num_threads`` for CPU runs (``None``: torch's default, one per core).
+        test_variants: further test passes of the same final checkpoint, ``{name: inference overrides}`` (e.g.
+            CRBNet's ``{"radical": {"inference_mode": "radical"}}``); each is scored like the main pass and stored
+            under ``results["test_variants"][name]`` (predictions in ``run_dir/predictions_<name>``).
 
     Returns:
         The results dictionary (also written to ``run_dir / results_name``).
@@ -417,6 +483,9 @@ def run_benchmark(
     t_start = time.perf_counter()
     if threads is not None:
         torch.set_num_threads(int(threads))
+    for vname in test_variants or {}:
+        if not vname or not all(c.isalnum() or c in "-_" for c in vname):
+            raise ValueError(f"test variant name {vname!r}: use letters, digits, '-' and '_' (it names a folder)")
     bundle_dir = _resolve_bundle(bundle)
     train_datalist, test_datalist = Path(train_datalist).resolve(), Path(test_datalist).resolve()
     # training items may lack a mask (class-only / unlabeled items of a semi-supervised datalist, calipers):
@@ -474,6 +543,7 @@ def run_benchmark(
         torch.cuda.reset_peak_memory_stats(dev)
     trainer = wf.parser.get_parsed_content("train#trainer")
     network_def = wf.parser.get_parsed_content("network_def")
+    training_recipe = describe_training(wf.parser)
     n_params = int(sum(p.numel() for p in network_def.parameters()))
     timer = _IterationTimer(sync_cuda=dev.type == "cuda")
     timer.attach(trainer)
@@ -499,49 +569,23 @@ def run_benchmark(
     # overrides of ids the inference config does not have (e.g. "train#random_transforms") are train-only
     infer_ids = set(ConfigParser.load_config_file(str(bundle_dir / "configs" / "inference.json")))
     infer_common = {k: v for k, v in common.items() if "#" not in k or k.split("#")[0] in infer_ids}
-    infer_overrides = {
-        **infer_common,
-        "dataset_dir": str(test_datalist.parent),
-        "data_list_file_path": str(test_datalist),
-        "infer_data_list_key": test_key,
-        "image_size": image_size,
-        "ckpt_dir": str(ckpt_dir),
-        "ckpt_path": str(final_ckpt),
-        "output_dir": str(run_dir / "predictions"),
-    }
-    iwf = _workflow([bundle_dir / "configs" / "inference.json"], "infer", bundle_dir, infer_overrides)
-    evaluator = iwf.parser.get_parsed_content("evaluator")
-    collector = _PredictionCollector(
-        output_key=str(iwf.parser.get("output_key", "pred")), image_key=str(iwf.parser.get("image_key", "image"))
+    test = dict(
+        bundle_dir=bundle_dir, test_datalist=test_datalist, test_key=test_key, test_items=test_items,
+        image_size=image_size, ckpt_dir=ckpt_dir, final_ckpt=final_ckpt, sync_cuda=dev.type == "cuda",
     )
-    collector.attach(evaluator)
-    infer_timer = _IterationTimer(sync_cuda=dev.type == "cuda")
-    infer_timer.attach(evaluator)
-    iwf.run()
-    iwf.finalize()
-
-    by_image = {str(Path(test_datalist.parent, it["image"]).resolve()): it for it in test_items}
-    cases: list[dict[str, Any]] = []
-    meas: list[dict[str, Any]] = []
-    for fname, pred in collector.items:
-        item = by_image.get(str(Path(fname).resolve()))
-        if item is None:
-            raise DatasetError(f"benchmark: prediction for {fname} matches no image of {test_datalist}[{test_key}]")
-        label = _load_label(test_datalist.parent / item["label"])
-        pred = np.squeeze(pred)
-        if pred.shape != label.shape:
-            raise ValueError(f"benchmark: prediction for {fname} has shape {pred.shape}, its label {label.shape}")
-        spacing = item.get("spacing")
-        c = case_metrics(pred, label, spacing)
-        m = case_measurement_error(pred, label, spacing)
-        c.update(image=item["image"], measurement_status=m["status"])
-        for k in ("long_axis_abs_err_mm", "short_axis_abs_err_mm", "aspect_ratio_abs_err", "taller_than_wide_agree"):
-            if k in m:
-                c[k] = m[k]
-        cases.append(c)
-        meas.append(m)
-    if len(cases) != len(test_items):
-        raise RuntimeError(f"benchmark: {len(cases)} predictions for {len(test_items)} test images")
+    cases, meas, infer_times = _test_pass(**test, overrides=infer_common, output_dir=run_dir / "predictions")
+    variants: dict[str, Any] = {}
+    for vname, vover in dict(test_variants or {}).items():
+        logger.info("test variant %s: %s", vname, dict(vover))
+        v_cases, v_meas, _ = _test_pass(
+            **test, overrides={**infer_common, **dict(vover)}, output_dir=run_dir / f"predictions_{vname}"
+        )
+        variants[vname] = {
+            "overrides": dict(vover),
+            "metrics": summarize_cases(v_cases, keys=SEGMENTATION_METRICS, n_resamples=n_resamples, confidence=confidence, seed=seed),
+            "measurement_error": measurement_error_summary(v_meas, n_resamples=n_resamples, confidence=confidence, seed=seed),
+            "cases": v_cases,
+        }
 
     classification = _classification_accuracy(run_dir / "predictions" / "class_probabilities.csv", test_items)
 
@@ -571,11 +615,13 @@ def run_benchmark(
             "train_iterations": len(timer.times),
             "seconds_per_iteration": float(np.mean(timer.times)) if timer.times else None,
             "seconds_per_iteration_median": float(np.median(timer.times)) if timer.times else None,
-            "inference_ms_per_image": float(np.mean(infer_timer.times) * 1000.0) if infer_timer.times else None,
+            "inference_ms_per_image": float(np.mean(infer_times) * 1000.0) if infer_times else None,
             "inference_note": "forward pass + postprocessing (Invertd, argmax, mask writing) per image, loading excluded",
             "total_wall_s": time.perf_counter() - t_start,
         },
         "training_curve": curve.summary(),
+        "training_recipe": training_recipe,
+        **({"test_variants": variants} if variants else {}),
         **({"classification": classification} if classification is not None else {}),
         "memory": _peak_memory_mb(dev),
         "device": device_name(dev),

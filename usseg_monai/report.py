@@ -273,6 +273,9 @@ def markdown_report(
     header = ["method"] + [c[1] for c in METRIC_COLUMNS] + ["cls acc", "params", "s/it"]
     for dataset, protocol, group in _groups(runs):
         out += [f"## {dataset}: {protocol}", ""]
+        recipe = next((str(r["recipe_line"]) for r in group if r.get("recipe_line")), None)
+        if recipe:
+            out += [f"**Recipe.** {recipe}", ""]
         notes = {str(r.get("note")) for r in group if r.get("note")}
         out += [f"{n}" for n in sorted(notes)] + ([""] if notes else [])
         out.append(_table(header, [_metric_row(r) for r in group]))
@@ -411,7 +414,8 @@ def _prediction_path(run: Mapping[str, Any], image: str) -> Path | None:
     if not run_dir:
         return None
     stem = image_stem(image)
-    for p in sorted(Path(run_dir, "predictions").glob(f"{stem}_seg.*")):
+    folder = Path(run["predictions_dir"]) if run.get("predictions_dir") else Path(run_dir, "predictions")
+    for p in sorted(folder.glob(f"{stem}_seg.*")):
         return p
     return None
 

@@ -36,12 +36,19 @@ from pathlib import Path
 from typing import Any
 
 from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist
+from usseg_monai.recipes import PROTOCOL_RECIPES, RECIPE_KEYS, RECIPES, check_bundle_accepts, check_same_recipe, recipe_line
 
 __all__ = ["PROTOCOLS", "CLAIMS", "RunSpec", "plan_suite", "protocol_key", "run_suite", "add_suite_arguments"]
 
 logger = logging.getLogger("usseg_monai.suite")
 
 PROTOCOLS = ("calipers", "class_labels", "few_masks")
+
+#: CRBNet's extra test passes: each branch alone (the reference code's test script scores one branch)
+CRBNET_BRANCHES: dict[str, dict[str, str]] = {
+    "radical": {"inference_mode": "radical"},
+    "conservative": {"inference_mode": "conservative"},
+}
 BACKBONES = (("malunet", "MALUNet"), ("unext", "UNeXt"))
 
 
@@ -76,6 +83,11 @@ class RunSpec:
             masks), ``"class_only:<n>"`` or ``"labeled:<fraction>"`` (a partition of the training section).
         overrides: bundle overrides (``--set``) for this run.
         note: a line printed above the protocol's table.
+        recipe: the :data:`usseg_monai.recipes.RECIPES` name every row of the table trains with (``None``: the
+            bundle's own; the rows of such a table are one bundle). ``overrides`` may not set a recipe key.
+        test_variants: further test passes of the run (``{name: inference overrides}``,
+            :func:`usseg_monai.benchmark.run_benchmark`).
+        test_variant: the test pass this row reports (``None``: the main one).
     """
 
     run_id: str
@@ -85,6 +97,9 @@ class RunSpec:
     train_variant: str = "full"
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     note: str = ""
+    recipe: str | None = None
+    test_variants: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    test_variant: str | None = None
 
 
 def _amount_label(value: float | int) -> str:
@@ -110,12 +125,28 @@ def plan_suite(
     unet, crbnet, crii = f"unet_us_{d}_segmentation", f"crbnet_us_{d}_segmentation", f"crii_net_us_{d}_segmentation"
     runs: list[RunSpec] = []
     if "calipers" in protocols:
-        runs += [
-            RunSpec("unet_full", "calipers", "UNet, full masks", unet),
-            RunSpec("unet_radical", "calipers", "UNet, radical labels", unet, "radical"),
-            RunSpec("unet_conservative", "calipers", "UNet, conservative labels", unet, "conservative"),
-            RunSpec("crbnet", "calipers", "CRBNet (calipers only)", crbnet),
-        ]
+        names = PROTOCOL_RECIPES["calipers"]
+        for rname in names:
+            protocol = "calipers" if len(names) == 1 else f"calipers (recipe {rname})"
+            tag = f"-{rname}"
+            base = dict(protocol=protocol, recipe=rname)
+            runs += [
+                RunSpec(f"unet_full{tag}", method="UNet, full masks", bundle=unet, **base),
+                RunSpec(f"unet_radical{tag}", method="UNet, radical labels", bundle=unet, train_variant="radical", **base),
+                RunSpec(
+                    f"unet_conservative{tag}", method="UNet, conservative labels", bundle=unet,
+                    train_variant="conservative", **base,
+                ),
+            ]
+            # one CRBNet run, scored three ways: the bundle's inference (the branches' mean) and each branch alone
+            runs += [
+                RunSpec(f"crbnet{tag}", method=method, bundle=crbnet, test_variants=CRBNET_BRANCHES, test_variant=v, **base)
+                for method, v in (
+                    ("CRBNet (calipers only)", None),
+                    ("CRBNet, radical branch", "radical"),
+                    ("CRBNet, conservative branch", "conservative"),
+                )
+            ]
     if "class_labels" in protocols:
         if spatial_dims != 2:
             raise ValueError("the class_labels protocol (SemiSeg-CAW) is 2D only; this dataset is 3D")
@@ -135,16 +166,32 @@ def plan_suite(
                     ),
                 ]
     if "few_masks" in protocols:
+        (rname,) = PROTOCOL_RECIPES["few_masks"]
         for f in fractions:
             protocol = f"few_masks ({_amount_label(float(f))} masks)"
             tag = f"{float(f):g}"
+            base = dict(protocol=protocol, bundle=crii, train_variant=f"labeled:{tag}", recipe=rname)
             runs += [
-                RunSpec(f"crii_labeled_only_{tag}", protocol, "labeled only", crii, f"labeled:{tag}", {"method": "labeled_only"}),
-                RunSpec(f"crii_mean_teacher_{tag}", protocol, "mean teacher", crii, f"labeled:{tag}", {"method": "mean_teacher"}),
-                RunSpec(f"crii_net_{tag}", protocol, "CRII-Net", crii, f"labeled:{tag}", {"method": "crii_net"}),
-                RunSpec("unet_full", protocol, "UNet, full masks (reference)", unet),
+                RunSpec(f"crii_labeled_only_{tag}-{rname}", method="labeled only", overrides={"method": "labeled_only"}, **base),
+                RunSpec(f"crii_mean_teacher_{tag}-{rname}", method="mean teacher", overrides={"method": "mean_teacher"}, **base),
+                RunSpec(f"crii_net_{tag}-{rname}", method="CRII-Net", overrides={"method": "crii_net"}, **base),
+                RunSpec(f"unet_full-{rname}", protocol, "UNet, full masks (reference)", unet, recipe=rname),
             ]
+    check_row_overrides(runs)
     return runs
+
+
+def check_row_overrides(plan: Sequence[RunSpec]) -> None:
+    """Refuse a row whose own overrides set a recipe key (:data:`usseg_monai.recipes.RECIPE_KEYS`): within a
+    table only the method's own terms may differ.
+
+    Raises:
+        ValueError: naming the row, its table and the keys.
+    """
+    for spec in plan:
+        clash = sorted(set(spec.overrides) & set(RECIPE_KEYS))
+        if clash:
+            raise ValueError(f"row {spec.method!r} of {spec.protocol!r} overrides recipe key(s) {clash}; one recipe per table")
 
 
 def protocol_key(protocol: str) -> str:
@@ -168,6 +215,46 @@ def _run_budgets(plan: Sequence[RunSpec], budget: Any) -> list[tuple[Any, str]]:
             run_id = f"{run_id}__{key}"
         out.append((rb, run_id))
     return out
+
+
+def _check_recipes_accepted(plan: Sequence[RunSpec]) -> None:
+    """Before any training: every row with a recipe is a bundle that declares all of the recipe's keys."""
+    from monai.bundle import ConfigParser
+
+    from usseg_monai.benchmark import _resolve_bundle
+
+    seen: set[tuple[str, str]] = set()
+    for spec in plan:
+        if spec.recipe is None or (spec.bundle, spec.recipe) in seen:
+            continue
+        if spec.recipe not in RECIPES:
+            raise ValueError(f"row {spec.method!r}: unknown recipe {spec.recipe!r}; recipes are {sorted(RECIPES)}")
+        config = ConfigParser.load_config_file(str(_resolve_bundle(spec.bundle) / "configs" / "train.json"))
+        check_bundle_accepts(config, RECIPES[spec.recipe], spec.bundle)
+        seen.add((spec.bundle, spec.recipe))
+
+
+def _check_tables(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """After the runs: every table's rows trained with one recipe (:func:`usseg_monai.recipes.check_same_recipe`;
+    the calipers rows, which train on the same images, also for the same number of iterations); per table its
+    recipe name and line (printed above the table). Runs from before recipes were recorded are not checked.
+
+    Raises:
+        ValueError: a table whose rows differ.
+    """
+    tables: dict[str, dict[str, Any]] = {}
+    for title in dict.fromkeys(str(r["protocol"]) for r in runs):
+        group = [r for r in runs if r["protocol"] == title]
+        trained = [(str(r["method"]), r["training_recipe"]) for r in group if r.get("training_recipe")]
+        check_same_recipe(trained, title)
+        if protocol_key(title) == "calipers":
+            its = {str(r["method"]): (r.get("timing") or {}).get("train_iterations") for r in group}
+            if len(set(its.values())) > 1:
+                raise ValueError(f"table {title!r}: the rows trained for different numbers of iterations {its}")
+        name = group[0].get("recipe")
+        recipe = RECIPES.get(name) if name else None
+        tables[title] = {"recipe": name, "line": recipe_line(recipe, trained[0][1] if trained else None)}
+    return tables
 
 
 def _variant_datalist(variant: str, train_datalist: Path, train_key: str, work: Path, seed: int) -> Path:
@@ -279,34 +366,53 @@ def run_suite(
     ds_dir = work / "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset_name)
     ds_dir.mkdir(parents=True, exist_ok=True)
     budgets = _run_budgets(plan, b)
-    logger.info("suite: %d runs (%d distinct) on %s at budget %s", len(plan), len({i for _, i in budgets}), dataset_name, b.name)
+    _check_recipes_accepted(plan)
+    logger.info("suite: %d rows (%d distinct runs) on %s at budget %s", len(plan), len({i for _, i in budgets}), dataset_name, b.name)
+    variants_of: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for spec, (_, run_id) in zip(plan, budgets):
+        variants_of.setdefault(run_id, {}).update(spec.test_variants)
     done: dict[str, dict[str, Any]] = {}
     runs: list[dict[str, Any]] = []
     for spec, (run_b, run_id) in zip(plan, budgets):
         spec = dataclasses.replace(spec, run_id=run_id)
+        run_dir = ds_dir / spec.run_id
         if spec.run_id not in done:
-            run_dir = ds_dir / spec.run_id
             results_path = run_dir / "results.json"
-            if results_path.is_file():
+            wanted = variants_of.get(spec.run_id) or {}
+            res = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else None
+            if res is not None and set(wanted) - set(res.get("test_variants") or {}):
+                logger.info("suite: %s lacks test pass(es) %s, run again", results_path, sorted(set(wanted) - set(res.get("test_variants") or {})))
+                res = None
+            if res is not None:
                 logger.info("suite: %s exists, kept", results_path)
-                res = json.loads(results_path.read_text(encoding="utf-8"))
             else:
                 dl = _variant_datalist(spec.train_variant, train_datalist, train_key, ds_dir, seed)
-                logger.info("suite: run %s (%s, %s) on %s", spec.run_id, spec.method, spec.bundle, dl)
+                logger.info("suite: run %s (%s, %s, recipe %s) on %s", spec.run_id, spec.method, spec.bundle, spec.recipe, dl)
+                overrides = {**(RECIPES[spec.recipe].overrides() if spec.recipe else {}), **dict(spec.overrides)}
                 res = run_benchmark(
                     spec.bundle, dl, test_datalist, run_dir, train_key=train_key, val_key=val_key, test_key=test_key,
                     budget=run_b, seed=seed, device=device, n_resamples=n_resamples,
-                    bundle_overrides=dict(spec.overrides), threads=threads,
+                    bundle_overrides=overrides, threads=threads, test_variants=wanted,
                 )
             done[spec.run_id] = res
-        entry = dict(done[spec.run_id])
+        entry = {k: v for k, v in done[spec.run_id].items() if k != "test_variants"}
+        predictions = run_dir / "predictions"
+        if spec.test_variant is not None:
+            variant = done[spec.run_id]["test_variants"][spec.test_variant]
+            entry.update(metrics=variant["metrics"], measurement_error=variant["measurement_error"], cases=variant["cases"])
+            entry["test_overrides"] = variant["overrides"]
+            predictions = run_dir / f"predictions_{spec.test_variant}"
         entry.update(
             dataset=dataset_name, protocol=spec.protocol, method=spec.method, run_id=spec.run_id,
-            run_dir=str(ds_dir / spec.run_id), train_variant=spec.train_variant,
+            run_dir=str(run_dir), predictions_dir=str(predictions), train_variant=spec.train_variant,
+            recipe=spec.recipe,
         )
         if spec.note:
             entry["note"] = spec.note
         runs.append(entry)
+    tables = _check_tables(runs)
+    for entry in runs:
+        entry["recipe_line"] = tables[str(entry["protocol"])]["line"]
     first = next(iter(done.values()), {})
     suite = {
         "dataset": dataset_name,
@@ -317,6 +423,7 @@ def run_suite(
             key: {**dataclasses.asdict(pb), "image_size": pb.image_size(spatial_dims)}
             for key, pb in ((k, b.for_protocol(k)) for k in dict.fromkeys(protocol_key(r.protocol) for r in plan))
         },
+        "recipes": tables,
         "seed": seed,
         "device": first.get("device"),
         "versions": first.get("versions"),

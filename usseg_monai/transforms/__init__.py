@@ -1,5 +1,6 @@
 """MONAI transforms of usseg-monai (array form ``Foo``, dictionary form ``Food``), 2D and 3D alike."""
 
+from usseg_monai.transforms.augment import AUGMENTATIONS, train_augmentation
 from usseg_monai.transforms.calipers import (
     CaliperPseudoLabels,
     CaliperPseudoLabelsd,
@@ -35,6 +36,8 @@ from usseg_monai.transforms.spacing import (
 )
 
 __all__ = [
+    "AUGMENTATIONS",
+    "train_augmentation",
     "ApplySpacing",
     "ApplySpacingd",
     "ApplySpacingD",
