@@ -112,8 +112,12 @@ def plan_suite(
     class_only: Sequence[int] = (100,),
     fractions: Sequence[float] = (0.04, 0.10),
     num_cls_classes: int | None = None,
+    recipes: Sequence[str] | None = None,
 ) -> list[RunSpec]:
     """The runs of ``protocols`` for a ``spatial_dims`` dataset, in table order.
+
+    ``recipes``: keep only the tables of these :data:`usseg_monai.recipes.RECIPES` names (tables with the bundle's
+    own recipe are kept); ``None``: every recipe of :data:`usseg_monai.recipes.PROTOCOL_RECIPES`.
 
     Raises:
         ValueError: an unknown protocol, or ``class_labels`` on a 3D dataset (SemiSeg-CAW's backbones are 2D).
@@ -177,6 +181,11 @@ def plan_suite(
                 RunSpec(f"crii_net_{tag}-{rname}", method="CRII-Net", overrides={"method": "crii_net"}, **base),
                 RunSpec(f"unet_full-{rname}", protocol, "UNet, full masks (reference)", unet, recipe=rname),
             ]
+    if recipes is not None:
+        unknown_r = sorted(set(recipes) - set(RECIPES))
+        if unknown_r:
+            raise ValueError(f"unknown recipe(s) {unknown_r}; recipes are {sorted(RECIPES)}")
+        runs = [r for r in runs if r.recipe is None or r.recipe in recipes]
     check_row_overrides(runs)
     return runs
 
@@ -331,6 +340,7 @@ def run_suite(
     n_resamples: int = 1000,
     report: str | os.PathLike | None = None,
     command: str | None = None,
+    recipes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run the protocols on one dataset, merge into ``work_dir/results.json``, write the report; return the merged results.
 
@@ -347,6 +357,7 @@ def run_suite(
             the bundle's default).
         seed, device, threads, n_resamples: passed to every run (the seed also seeds the partitions).
         report: Markdown report to write (figures beside it in ``figures/``); ``None``: none.
+        recipes: run only the tables of these recipes (:func:`plan_suite`).
         command: the command line, recorded in the report.
     """
     from usseg_monai.benchmark import get_budget, run_benchmark
@@ -361,7 +372,7 @@ def run_suite(
     if num_cls_classes is None and isinstance(data.get("classes"), list) and data["classes"]:
         num_cls_classes = len(data["classes"])
     b = get_budget(budget, **dict(budget_overrides or {}))
-    plan = plan_suite(protocols, spatial_dims, class_only, fractions, num_cls_classes)
+    plan = plan_suite(protocols, spatial_dims, class_only, fractions, num_cls_classes, recipes)
     work = Path(work_dir).resolve()
     ds_dir = work / "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset_name)
     ds_dir.mkdir(parents=True, exist_ok=True)
@@ -458,6 +469,10 @@ def add_suite_arguments(parser: Any) -> None:
     g.add_argument("--class-only", type=int, nargs="+", default=[100], help="class-only amounts (class_labels protocol)")
     g.add_argument("--fractions", type=float, nargs="+", default=[0.04, 0.10], help="labeled fractions (few_masks protocol)")
     g.add_argument("--num-cls-classes", type=int, default=None, help="SemiSeg-CAW classes (default: the datalist's 'classes')")
+    g.add_argument(
+        "--recipe", nargs="+", default=None, choices=sorted(RECIPES),
+        help="run only the tables of these recipes (default: every recipe of each protocol, PROTOCOL_RECIPES)",
+    )
     g.add_argument("--report", default=None, help="write the Markdown report here (figures in figures/ beside it)")
 
 
@@ -466,6 +481,7 @@ def _argv_of(args: Any) -> list[str]:
     out = ["--suite", shlex.quote(args.suite)]
     for flag, value in (
         ("--dataset-name", args.dataset_name), ("--budget", args.budget), ("--epochs", args.epochs),
+        ("--iterations", args.iterations), ("--recipe", args.recipe),
         ("--batch-size", args.batch_size), ("--image-size", args.image_size), ("--train-datalist", args.train_datalist),
         ("--train-key", args.train_key), ("--test-datalist", args.test_datalist), ("--test-key", args.test_key),
         ("--class-only", args.class_only), ("--fractions", args.fractions), ("--seed", args.seed),
@@ -485,7 +501,10 @@ def suite_main(args: Any) -> int:
     if name is None:
         data = load_datalist(Path(args.train_datalist), check_files=False)
         name = str(data.get("name") or Path(args.train_datalist).parent.name)
-    overrides: dict[str, Any] = {"max_epochs": args.epochs, "batch_size": args.batch_size, "val_interval": args.val_interval}
+    overrides: dict[str, Any] = {
+        "max_epochs": args.epochs, "max_iterations": args.iterations, "batch_size": args.batch_size,
+        "val_interval": args.val_interval,
+    }
     if args.image_size:
         overrides["image_size_2d" if len(args.image_size) == 2 else "image_size_3d"] = tuple(args.image_size)
     run_suite(
@@ -493,7 +512,7 @@ def suite_main(args: Any) -> int:
         train_key=args.train_key, val_key=args.val_key, test_key=args.test_key, budget=args.budget,
         budget_overrides=overrides, class_only=args.class_only, fractions=args.fractions,
         num_cls_classes=args.num_cls_classes, seed=args.seed, device=args.device, threads=args.threads,
-        n_resamples=args.n_resamples, report=args.report,
+        n_resamples=args.n_resamples, report=args.report, recipes=args.recipe,
         command="usseg benchmark " + " ".join(_argv_of(args)),
     )
     print(Path(args.output) / "results.json")
