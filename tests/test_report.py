@@ -228,3 +228,39 @@ def test_at_a_glance_tests_each_claim_pair_on_the_same_images():
     assert "## At a glance: the papers' claims" in md and "- few_masks: CRII-Net beats" in md
     assert "| Tiny | calipers | CRBNet (calipers only) | UNet, full masks | -0.050 [-0.050, -0.050] | lower |" in md
     assert md.index("At a glance") < md.index("## Tiny: few_masks (4% masks)")
+
+
+def test_targets_compare_with_the_best_baseline_and_state_the_verdict():
+    from usseg_monai.report import target_rows, target_verdict
+
+    assert target_verdict({"ci_low": 0.0, "ci_high": 0.1}, 0.0, strict=False) == "met"
+    assert target_verdict({"ci_low": 0.0, "ci_high": 0.1}, 0.0, strict=True) == "not decided"
+    assert target_verdict({"ci_low": -0.1, "ci_high": 0.0}, 0.0, strict=True) == "missed"
+    assert target_verdict({"ci_low": 0.01, "ci_high": 0.09}, 0.07, strict=False) == "not decided"
+    assert target_verdict({"ci_low": -0.05, "ci_high": 0.05}, 0.07, strict=False) == "missed"
+
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.3, 0.8, size=30)
+    noise = rng.normal(0, 0.02, size=30)
+
+    def run(protocol, method, dices):
+        cases = [{"image": f"img_{k}.png", "dice": float(d)} for k, d in enumerate(dices)]
+        return {"dataset": "T", "protocol": protocol, "method": method, "cases": cases,
+                "metrics": {"dice": {"mean": float(np.mean(dices))}}}  # fmt: skip
+
+    runs = [
+        run("few_masks (4% masks)", "labeled only", base),
+        run("few_masks (4% masks)", "mean teacher", base + 0.02),
+        run("calipers (recipe project)", "UNet, full masks", base),
+        run("calipers (recipe project)", "UNet, radical labels", base - 0.1),
+        run("calipers (recipe project)", "CRBNet (calipers only)", base + 0.05 + noise),
+        run("few_masks (4% masks)", "CRII-Net", base + 0.05 + noise),
+    ]
+    rows = {(r[1], r[3]): r for r in target_rows(runs)}
+    few = rows[("few_masks (4% masks)", "mean teacher")]
+    assert few[4] == ">= +0.07" and few[6] == "missed" and abs(float(few[5].split()[0]) - 0.03) < 0.01  # +0.05 - 0.02 < 0.07
+    assert rows[("few_masks (4% masks)", "labeled only")][6] == "met"
+    assert rows[("calipers (recipe project)", "UNet, full masks")][6] == "met"
+    assert rows[("calipers (recipe project)", "UNet, radical labels")][4] == "> +0.00"
+    md = markdown_report({"suite": {}, "runs": runs})
+    assert "## Targets (#16)" in md and "| T | few_masks (4% masks) | CRII-Net | mean teacher | >= +0.07 |" in md

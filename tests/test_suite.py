@@ -168,28 +168,40 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path):
     work, report = tmp_path / "work", tmp_path / "docs" / "results.md"
     kw = dict(test_key="test", budget="smoke", seed=0, device="cpu", threads=1, n_resamples=50, report=report)
     merged = run_suite(["calipers"], "PhantomA", phantom, phantom, work, **kw)
-    assert [r["method"] for r in merged["runs"]] == [
-        "UNet, full masks",
-        "UNet, radical labels",
-        "UNet, conservative labels",
-        "CRBNet (calipers only)",
-    ]
+    methods = ["UNet, full masks", "UNet, radical labels", "UNet, conservative labels",
+               "CRBNet (calipers only)", "CRBNet, radical branch", "CRBNet, conservative branch"]  # fmt: skip
+    assert [r["method"] for r in merged["runs"]] == methods * 2
+    assert [r["protocol"] for r in merged["runs"]] == [CAL_PROJECT] * 6 + [CAL_OFFICIAL] * 6
     on_disk = json.loads((work / "results.json").read_text())
     r0 = on_disk["runs"][0]
-    own = json.loads((work / "PhantomA" / "unet_full" / "results.json").read_text())
+    own = json.loads((work / "PhantomA" / "unet_full-project" / "results.json").read_text())
     assert r0["metrics"]["dice"] == own["metrics"]["dice"]  # carried over exactly
     assert r0["budget"]["name"] == "smoke" and on_disk["suite"]["budget"] == "smoke"
     assert on_disk["datasets"]["PhantomA"]["test"]["n"] == 3
-    own_walls = [json.loads((work / "PhantomA" / r / "results.json").read_text())["timing"]["total_wall_s"]
-                 for r in ("unet_full", "unet_radical", "unet_conservative", "crbnet")]  # fmt: skip
+    # every row of a table trained with its recipe; the branch rows are the CRBNet run's extra test passes
+    for title, opt in ((CAL_PROJECT, "AdamW"), (CAL_OFFICIAL, "SGD")):
+        rows = [r for r in on_disk["runs"] if r["protocol"] == title]
+        assert {r["training_recipe"]["optimizer"] for r in rows} == {opt}
+        assert len({json.dumps(r["training_recipe"]["augmentation"]) for r in rows}) == 1
+        crb = {r["method"]: r for r in rows if r["method"].startswith("CRBNet")}
+        tag = title.split("recipe ")[1].rstrip(")")
+        own = json.loads((work / "PhantomA" / f"crbnet-{tag}" / "results.json").read_text())
+        assert crb["CRBNet, radical branch"]["cases"] == own["test_variants"]["radical"]["cases"]
+        assert crb["CRBNet, conservative branch"]["test_overrides"] == {"inference_mode": "conservative"}
+        assert crb["CRBNet, radical branch"]["predictions_dir"].endswith("predictions_radical")
+        assert any(Path(crb["CRBNet, radical branch"]["predictions_dir"]).glob("*_seg.png"))
+    runs = ("unet_full", "unet_radical", "unet_conservative", "crbnet")
+    own_walls = [json.loads((work / "PhantomA" / f"{r}-{t}" / "results.json").read_text())["timing"]["total_wall_s"]
+                 for r in runs for t in ("project", "crbnet_official")]  # fmt: skip
     assert on_disk["suite"]["wall_s"] == pytest.approx(sum(own_walls))
     assert on_disk["suite"]["protocol_budgets"]["calipers"]["max_epochs"] == 1
     md = report.read_text()
-    assert "## PhantomA: calipers" in md and "figures/dice_PhantomA_calipers.png" in md
-    assert "## At a glance" in md and "| PhantomA | calipers | CRBNet (calipers only) | UNet, conservative labels |" in md
-    assert (report.parent / "figures" / "gallery_PhantomA_calipers.png").is_file()
+    assert f"## PhantomA: {CAL_OFFICIAL}" in md and "figures/dice_PhantomA_calipers--recipe-crbnet-official-.png" in md
+    assert "**Recipe.** recipe `crbnet_official`: CRBNet's reference code" in md and "Every row: SGD lr 0.01" in md
+    assert f"| PhantomA | {CAL_PROJECT} | CRBNet (calipers only) | UNet, conservative labels |" in md
+    assert (report.parent / "figures" / "gallery_PhantomA_calipers--recipe-project-.png").is_file()
     # a second dataset merges in (the class-label protocol: SemiSeg-CAW and its baselines, 2 class-only images)
-    stamp = (work / "PhantomA" / "unet_full" / "results.json").stat().st_mtime_ns
+    stamp = (work / "PhantomA" / "unet_full-project" / "results.json").stat().st_mtime_ns
     merged = run_suite(["class_labels"], "PhantomB", phantom, phantom, work, **{**kw, "class_only": (2,)})
     assert {r["dataset"] for r in merged["runs"]} == {"PhantomA", "PhantomB"}
     assert merged["suite"]["datasets_run"] == ["PhantomA", "PhantomB"]
@@ -203,15 +215,20 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path):
     assert "| SemiSeg-CAW (MALUNet) |" in report.read_text()
     # finished runs are reused, not retrained
     merged = run_suite(["calipers"], "PhantomA", phantom, phantom, work, **kw)
-    assert (work / "PhantomA" / "unet_full" / "results.json").stat().st_mtime_ns == stamp
-    assert len(merged["runs"]) == 10
+    assert (work / "PhantomA" / "unet_full-project" / "results.json").stat().st_mtime_ns == stamp
+    assert len(merged["runs"]) == 18
     # another protocol of the same dataset adds its runs and keeps the others
     merged = run_suite(["few_masks"], "PhantomA", phantom, phantom, work, **{**kw, "fractions": (0.5,)})
     protocols = {(r["dataset"], r["protocol"]) for r in merged["runs"]}
     assert protocols == {
-        ("PhantomA", "calipers"), ("PhantomB", "class_labels (2 class-only)"), ("PhantomA", "few_masks (50% masks)"),
+        ("PhantomA", CAL_PROJECT), ("PhantomA", CAL_OFFICIAL), ("PhantomB", "class_labels (2 class-only)"),
+        ("PhantomA", "few_masks (50% masks)"),
     }  # fmt: skip
-    assert len(merged["runs"]) == 14
+    assert len(merged["runs"]) == 22
+    # the few-masks reference is the calipers table's project-recipe UNet, not trained again
+    few = [r for r in merged["runs"] if r["protocol"] == "few_masks (50% masks)"]
+    assert few[-1]["run_id"] == "unet_full-project"
+    assert (work / "PhantomA" / "unet_full-project" / "results.json").stat().st_mtime_ns == stamp
     assert "## PhantomB: class_labels (2 class-only)" in report.read_text()
 
 

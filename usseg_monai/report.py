@@ -192,6 +192,42 @@ def claim_rows(runs: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def target_verdict(diff: Mapping[str, Any], margin: float, strict: bool) -> str:
+    """``met`` where the whole 95% CI of the paired difference is at or above ``margin`` (above, if ``strict``),
+    ``missed`` where it is all below, ``not decided`` where it straddles the margin."""
+    low, high = float(diff["ci_low"]), float(diff["ci_high"])
+    if low > margin or (not strict and low >= margin):
+        return "met"
+    if high < margin or (strict and high <= margin):
+        return "missed"
+    return "not decided"
+
+
+def target_rows(runs: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """The targets table: per (dataset, protocol) table and :data:`usseg_monai.suite.TARGETS` entry, the paired
+    per-image Dice difference against the (best) compared row, the target and whether it is met."""
+    from usseg_monai.suite import TARGETS, protocol_key
+
+    rows = []
+    for dataset, protocol, group in _groups(runs):
+        by_method = {str(r["method"]): r for r in group}
+        for method, others, margin, strict in TARGETS.get(protocol_key(protocol), []):
+            present = [o for o in others if o in by_method]
+            if method not in by_method or not present:
+                continue
+            best = max(present, key=lambda o: float(((by_method[o].get("metrics") or {}).get("dice") or {}).get("mean") or -1.0))
+            d = paired_dice_difference(by_method[method], by_method[best])
+            if d is None or d.get("mean") is None:
+                continue
+            target = f"{'>' if strict else '>='} {margin:+.2f}"
+            vs = best if len(others) == 1 else f"{best} (best of {', '.join(present)})"
+            rows.append([
+                dataset, protocol, method, vs, target,
+                f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]", target_verdict(d, margin, strict),
+            ])  # fmt: skip
+    return rows
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -268,6 +304,18 @@ def markdown_report(
             "bootstrap CI); `higher` / `lower` where the interval excludes 0.",
             "",
             _table(["dataset", "protocol", "method", "vs", "Dice difference [95% CI]", "result"], glance),
+            "",
+        ]
+    targets = target_rows(runs)
+    if targets:
+        out += [
+            "## Targets (#16)",
+            "",
+            "Paired per-image Dice difference against the row named (with several, the best of them in the table); "
+            "`met` where the whole 95% CI is at or above the target (above, for `>`), `missed` where it is all below, "
+            "`not decided` where it straddles it. Nothing was tuned on these test sections.",
+            "",
+            _table(["dataset", "protocol", "method", "vs", "target", "Dice difference [95% CI]", "result"], targets),
             "",
         ]
     header = ["method"] + [c[1] for c in METRIC_COLUMNS] + ["cls acc", "params", "s/it"]

@@ -38,7 +38,7 @@ from typing import Any
 from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist
 from usseg_monai.recipes import PROTOCOL_RECIPES, RECIPE_KEYS, RECIPES, check_bundle_accepts, check_same_recipe, recipe_line
 
-__all__ = ["PROTOCOLS", "CLAIMS", "RunSpec", "plan_suite", "protocol_key", "run_suite", "add_suite_arguments"]
+__all__ = ["PROTOCOLS", "CLAIMS", "TARGETS", "RunSpec", "plan_suite", "protocol_key", "run_suite", "add_suite_arguments"]
 
 logger = logging.getLogger("usseg_monai.suite")
 
@@ -67,6 +67,22 @@ CLAIMS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
         "CRII-Net beats semi-supervised baselines with few masks (+7.49% Dice at 4%, Du et al. 2023)",
         [("CRII-Net", ["labeled only", "mean teacher"])],
     ),
+}
+
+
+#: per protocol, the targets of #16 the report tests (paired per-image Dice difference, method minus the row(s) it
+#: is compared with): ``(method, rows, margin, strict)``; with several rows the best of them (highest mean Dice in
+#: the table) is the one compared with. ``strict``: the difference must exceed the margin (else reach it).
+TARGETS: dict[str, list[tuple[str, list[str], float, bool]]] = {
+    "calipers": [
+        ("CRBNet (calipers only)", ["UNet, full masks"], 0.0, False),
+        ("CRBNet (calipers only)", ["UNet, radical labels"], 0.0, True),
+    ],
+    "class_labels": [(f"SemiSeg-CAW ({name})", [f"{name}, reduced masks"], 0.02, False) for _, name in BACKBONES],
+    "few_masks": [
+        ("CRII-Net", ["mean teacher"], 0.07, False),
+        ("CRII-Net", ["labeled only"], 0.0, True),
+    ],
 }
 
 
