@@ -186,7 +186,11 @@ def longest_chord(
     # close to the maximum they come (within ``plateau`` samples)
     w = np.maximum(smooth - (smooth.max() - plateau), 0.0)
     centroid = (w[:, None] * origins).sum(axis=0) / w.sum()
-    flat = np.flatnonzero(w > 0)
+    # only lines that cross the lesion: smoothing spreads width onto neighbouring lines that may miss it (a
+    # thin or fragmented lesion, common in predicted 3D masks), and such a line has no run to take
+    flat = np.flatnonzero((w > 0) & (per_line > 0))
+    if flat.size == 0:
+        flat = np.flatnonzero(per_line == per_line.max())
     line_best = int(flat[np.argmin(np.linalg.norm(origins[flat] - centroid, axis=1))])
     on_line = np.flatnonzero(starts[:, 0] == line_best)
     r = int(on_line[np.argmax(run[on_line])])
