@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -187,3 +188,52 @@ def test_measurement_of_fragmented_lesions_never_fails():
         diagonal = float(np.linalg.norm(np.asarray(crop.shape) * np.asarray(spacing)))
         long_mm = float(np.linalg.norm((axes[0, 1] - axes[0, 0]) * np.asarray(spacing)))
         assert long_mm <= diagonal + 1e-6
+
+
+def test_measurement_of_adversarial_masks():
+    """Single voxels, one-voxel lines in every direction, a ring, two components touching the border, 3D slivers:
+    exact lengths (caliper lengths run between voxel centres; a single voxel measures one smallest spacing)."""
+    def one(mask, spacing=None):
+        (m,) = measure_mask(mask, spacing)
+        return m
+
+    m = np.zeros((9, 9), bool)
+    m[4, 4] = True
+    assert (one(m)["long_axis_mm"], one(m)["short_axis_mm"]) == (1.0, 1.0)
+    assert one(m, [0.5, 2.0])["long_axis_mm"] == 0.5
+    m = np.zeros((12, 9), bool)
+    m[2:10, 4] = True
+    assert (one(m)["long_axis_mm"], one(m)["short_axis_mm"], one(m)["width_mm"], one(m)["depth_mm"]) == pytest.approx((7.0, 1.0, 8.0, 1.0))
+    m = np.zeros((12, 9), bool)
+    m[3, 1:8] = True
+    assert one(m)["long_axis_mm"] == 6.0 and one(m)["taller_than_wide"]
+    for diag in (np.eye(12, dtype=bool), np.fliplr(np.eye(12, dtype=bool))):
+        assert one(diag)["long_axis_mm"] == pytest.approx(11 * np.sqrt(2)) and one(diag)["short_axis_mm"] == pytest.approx(1.0)
+    # a ring is measured across its outer boundary (holes filled), its area is the ring's own
+    xx, yy = np.mgrid[:21, :21]
+    r = np.hypot(xx - 10, yy - 10)
+    ring = one((r <= 8) & (r >= 6))
+    assert ring["long_axis_mm"] == pytest.approx(16.0, abs=0.5) and ring["short_axis_mm"] >= 15.0
+    assert ring["voxels"] == int(((r <= 8) & (r >= 6)).sum()) and ring["aspect_ratio"] < 1.1
+    # two lesions, one touching the image border: largest first, both measured
+    m = np.zeros((20, 20), bool)
+    m[0:5, 0:3] = True
+    m[10:20, 12:20] = True
+    two = measure_mask(m)
+    assert [t["voxels"] for t in two] == [80, 15] and [t["lesion"] for t in two] == [0, 1]
+    assert two[1]["long_axis_mm"] == pytest.approx(np.hypot(4, 2)) and two[0]["long_axis_mm"] == pytest.approx(np.hypot(9, 7))
+    # 3D: one-voxel-thick slivers in two orientations, a line, a single anisotropic voxel
+    v = np.zeros((10, 10, 6), bool)
+    v[1:9, 2:8, 3] = True
+    s = one(v)
+    assert (s["long_axis_mm"], s["short_axis_mm"], s["third_axis_mm"]) == pytest.approx((np.hypot(7, 5), 6.0, 1.0))
+    v = np.zeros((10, 10, 6), bool)
+    v[5, 1:9, 0:6] = True
+    assert one(v)["third_axis_mm"] == pytest.approx(1.0) and one(v)["elevation_mm"] == 6.0
+    v = np.zeros((10, 10, 6), bool)
+    v[2:8, 4, 2] = True
+    assert (one(v)["long_axis_mm"], one(v)["short_axis_mm"], one(v)["third_axis_mm"]) == pytest.approx((5.0, 1.0, 1.0))
+    v = np.zeros((4, 4, 4), bool)
+    v[1, 1, 1] = True
+    assert one(v, [0.5, 0.5, 2.0])["long_axis_mm"] == 0.5
+    assert measure_mask(np.zeros((5, 5), bool)) == []

@@ -19,6 +19,10 @@ Per connected lesion (largest first):
 ``calipers``         the derived calipers, ``(nd, 2, nd)`` voxel coordinates (nested lists)
 ==================== =====================================================================================
 
+The calipers of a lesion are derived from it with its holes filled (``scipy.ndimage.binary_fill_holes``): a
+sonographer measures a rim-like lesion (or a predicted mask with a hole) across its outer boundary, not across its
+wall; ``voxels`` and the area / volume count the mask as it is.
+
 Extents cover whole voxels (a lesion ``n`` voxels across is ``n * s`` wide) whereas caliper lengths run
 between voxel centres (``(n - 1) * s``); both conventions are the usual ones for each quantity.
 """
@@ -29,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from usseg_monai.calipers.annotation import CaliperAnnotation
 from usseg_monai.calipers.derive import _as_mask, _spacing, label_lesions, lesion_calipers
@@ -69,12 +74,12 @@ def measure_mask(
     for i, (box, size) in enumerate(zip(boxes, sizes)):
         if size < min_voxels:
             continue
-        crop = labels[box] == (i + 1)
+        crop = ndimage.binary_fill_holes(labels[box] == (i + 1))
         offset = np.asarray([b.start for b in box], dtype=np.float64)
         seg = lesion_calipers(crop, sp, chord_step) + offset
         lengths = np.linalg.norm((seg[:, 1] - seg[:, 0]) * sp, axis=-1)
         extent = np.asarray([b.stop - b.start for b in box], dtype=np.float64) * sp
-        centroid = np.argwhere(crop).mean(axis=0) + offset
+        centroid = np.argwhere(labels[box] == (i + 1)).mean(axis=0) + offset
         item: dict[str, Any] = {"lesion": len(out), "voxels": int(size)}
         item["area_mm2" if nd == 2 else "volume_mm3"] = float(size * np.prod(sp))
         for k in range(nd):
