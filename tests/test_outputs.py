@@ -93,7 +93,23 @@ def test_measurements_spacing_from_affine_and_pixel_units(tmp_path):
     d2 = {"image": np.asarray(_image()[None], dtype=np.float32), "pred": _ellipse(), "image_meta_dict": {"filename_or_obj": "x.png"}}
     SaveMeasurementsd("pred", output_dir=tmp_path / "b")(d2)
     r2 = _read_csv(tmp_path / "b" / "measurements.csv")[0]
-    assert abs(float(r2["long_axis_mm"]) - 2 * AX) <= 1.0 and r2["spacing_mm"] == "1 (pixel units)"
+    assert abs(float(r2["long_axis_mm"]) - 2 * AX) <= 1.0 and r2["spacing_mm"] == "none (pixel units)"
+    assert r2["unit"] == "px" and r["unit"] == "mm"
+    # a PNG's identity affine (no 'spacing' in the datalist) is no spacing either: pixels, said once in the log
+    d3 = _data(tmp_path, with_spacing_key=False)
+    d3["pred"].affine = torch.eye(4, dtype=torch.float64)
+    d3["image"].affine = torch.eye(4, dtype=torch.float64)
+    SaveMeasurementsd("pred", output_dir=tmp_path / "c")(d3)
+    r3 = _read_csv(tmp_path / "c" / "measurements.csv")[0]
+    assert r3["unit"] == "px" and r3["spacing_mm"] == "none (pixel units)"
+    # a volume's identity affine is a real 1 mm spacing
+    d4 = _data(tmp_path, with_spacing_key=False)
+    d4["pred"].affine = torch.eye(4, dtype=torch.float64)
+    d4["pred"].meta["filename_or_obj"] = "/d/vol.nii.gz"
+    d4.pop("image", None)
+    SaveMeasurementsd("pred", output_dir=tmp_path / "e")(d4)
+    r4 = _read_csv(tmp_path / "e" / "measurements.csv")[0]
+    assert r4["unit"] == "mm" and r4["spacing_mm"] == "1x1"
 
 
 def test_measurements_many_images_one_csv_and_no_lesion_row(tmp_path):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,8 @@ from scipy import ndimage
 
 from usseg_monai.calipers.measure import measure_mask
 from usseg_monai.data.io import atomic_path, atomic_write_text
+
+logger = logging.getLogger("usseg_monai.transforms.outputs")
 
 __all__ = [
     "CONTOUR_COLOR",
@@ -78,7 +81,11 @@ MEASUREMENT_COLUMNS = (
     "volume_mm3",
     "voxels",
     "spacing_mm",
+    "unit",
 )
+
+#: 2D image formats that carry no pixel spacing: an identity affine on such a file means "unknown", not 1 mm
+_PLAIN_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 _SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".mha", ".mhd")
 
@@ -395,14 +402,19 @@ class MeasurementsWriter:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._rows: dict[str, list[dict[str, Any]]] = {}
+        self._said_pixels = False
 
     @staticmethod
     def rows_for(image: str, measurements: Sequence[Mapping[str, Any]], spacing: Sequence[float] | None) -> list[dict[str, Any]]:
-        """CSV rows of one image: one per lesion, or one row with ``lesion_found`` false when there is none."""
-        sp = "x".join(f"{float(s):g}" for s in spacing) if spacing is not None else "1 (pixel units)"
+        """CSV rows of one image: one per lesion, or one row with ``lesion_found`` false when there is none.
+
+        ``unit`` is ``mm`` where ``spacing`` is known, else ``px``: then the ``*_mm`` columns hold pixels (``*_mm2``
+        / ``*_mm3`` pixel areas / volumes) and ``spacing_mm`` says ``none (pixel units)``."""
+        sp = "x".join(f"{float(s):g}" for s in spacing) if spacing is not None else "none (pixel units)"
+        unit = "mm" if spacing is not None else "px"
         if not measurements:
             row = {c: "" for c in MEASUREMENT_COLUMNS}
-            row.update(image=image, lesion_index="", lesion_found=False, spacing_mm=sp)
+            row.update(image=image, lesion_index="", lesion_found=False, spacing_mm=sp, unit=unit)
             return [row]
         rows = []
         for i, m in enumerate(measurements):
@@ -411,7 +423,7 @@ class MeasurementsWriter:
                 if c in m:
                     v = m[c]
                     row[c] = f"{v:.4f}" if isinstance(v, float) else v
-            row.update(image=image, lesion_index=i, lesion_found=True, spacing_mm=sp)
+            row.update(image=image, lesion_index=i, lesion_found=True, spacing_mm=sp, unit=unit)
             rows.append(row)
         return rows
 
@@ -420,6 +432,12 @@ class MeasurementsWriter:
     ) -> list[dict[str, Any]]:
         """Record the measurements of ``image`` (a path; its file name goes into the CSV) and rewrite the CSV."""
         rows = self.rows_for(Path(str(image)).name, measurements, spacing)
+        if spacing is None and not self._said_pixels:
+            logger.info(
+                "%s: %s has no known pixel spacing: its lengths are in pixels (unit column 'px'); give the datalist "
+                "item a 'spacing' (mm) to measure in millimetres", self.path.name, Path(str(image)).name,
+            )
+            self._said_pixels = True
         self._rows[str(image)] = rows
         self.write()
         return rows
@@ -452,7 +470,9 @@ class SaveMeasurementsd(MapTransform):
         output_dir: folder of the CSV.
         filename: CSV file name (default ``measurements.csv``).
         image_key: key whose ``filename_or_obj`` names the image (the prediction's is used if absent).
-        spacing_key: datalist key with the spacing (mm); default from the MetaTensor affine, else pixel units.
+        spacing_key: datalist key with the spacing (mm); default from the MetaTensor affine (for a plain 2D image
+            file, PNG / JPEG / BMP / TIFF, only a non-identity one: such files carry no spacing), else pixel units
+            (the ``unit`` column says ``px``, logged once).
         measurements_key: where measurements are read from if present and written to (``None``: neither).
         min_voxels: lesions smaller than this are ignored (speckle).
         measure_fn: ``(mask, spacing, min_voxels) -> list of dicts``; default ``measure_mask``.
@@ -491,6 +511,9 @@ class SaveMeasurementsd(MapTransform):
             spacing = d.get(self.spacing_key) if self.spacing_key else None
             if spacing is None:
                 spacing = _spacing_of(pred, image, nd=mask.ndim)
+                # a PNG / JPEG ... carries no spacing: its identity affine is "unknown", not 1 mm
+                if spacing is not None and filename.lower().endswith(_PLAIN_IMAGE_SUFFIXES) and all(s == 1.0 for s in spacing):
+                    spacing = None
             measurements = d.get(self.measurements_key) if self.measurements_key else None
             if measurements is None:
                 measurements = self.measure_fn(mask, spacing, self.min_voxels)
