@@ -202,3 +202,16 @@ def test_prepare_phantom_always_writes_calipers(tmp_path, capsys):
     dl = json.loads((out / "datalist.json").read_text())
     anns = [load_calipers(out / it["calipers"]) for s in ("training", "validation") for it in dl[s]]
     assert len(anns) == 3 and all(a.meta["jitter_mm"] == 0.3 for a in anns)
+
+
+def test_version(capsys):
+    import monai
+    import torch
+
+    import usseg_monai
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"usseg-monai {usseg_monai.__version__} (MONAI {monai.__version__}, torch {torch.__version__}")

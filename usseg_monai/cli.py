@@ -425,10 +425,29 @@ def add_split_parser(subparsers: argparse._SubParsersAction) -> None:
 def _command_name(argv: Sequence[str] | None) -> str | None:
     """The subcommand named on the command line (first token that is not a top-level option)."""
     for token in sys.argv[1:] if argv is None else argv:
-        if token in ("-v", "--verbose", "-q", "--quiet"):
+        if token in ("-v", "--verbose", "-q", "--quiet", "--version"):
             continue
         return None if token.startswith("-") else token
     return None
+
+
+def _version_line() -> str:
+    """``usseg-monai X (MONAI Y, torch Z, python W)``, without importing MONAI or torch (package metadata)."""
+    import platform
+    from importlib import metadata
+
+    import usseg_monai
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (
+        f"usseg-monai {usseg_monai.__version__} (MONAI {version('monai')}, torch {version('torch')}, "
+        f"python {platform.python_version()})"
+    )
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -439,6 +458,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    parser.add_argument("--version", action="version", version=_version_line(), help="print the versions and exit")
     parser.set_defaults(verbose=False, quiet=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = _command_name(argv)
