@@ -19,7 +19,7 @@ BUNDLE2D = Path(__file__).resolve().parents[1] / "bundles" / "crii_net_us_2d_seg
 
 
 def _label(b=2, size=32):
-    """With 16-px patches: patch (0, 0) all lesion, (1, 0) mixed (a quarter lesion), (0, 1) and (1, 1) background."""
+    """(Read with 16-px patches:) patch (0, 0) all lesion, (1, 0) mixed (a quarter lesion), (0, 1) and (1, 1) background."""
     y = torch.zeros(b, 1, size, size)
     y[:, :, 0:20, 0:16] = 1.0
     return y
@@ -38,7 +38,7 @@ def test_crii_loss_terms_and_perfect_ranking():
     out_l = torch.stack([coarse, perfect])
     weak = torch.randn(2, 2, 2, 32, 32, generator=g)
     strong = torch.randn(2, 2, 2, 32, 32, generator=g)
-    loss = CRIINetLoss("crii_net", rampup_fraction=0.5)
+    loss = CRIINetLoss("crii_net", rampup_fraction=0.5, patch_size=16)  # the label is laid out for 16-px patches
     res = loss(out_l, {"image": weak, "image_strong": strong}, {"label": y}, {}, iteration=50, total_iterations=100)
     # a perfectly ranked refined output: both ranked losses are exactly zero
     assert float(res["intra"]) == 0.0 and float(res["inter"]) == 0.0
@@ -161,3 +161,48 @@ def test_unlabeled_masks_are_never_read(tmp_path):
     wf.finalize()
     # one epoch = one pass over the 4 unlabeled images (batch 2): 2 iterations, the 2 labeled ones cycled
     assert wf.trainer.state.iteration == 2 and (tmp_path / "w" / "models" / "checkpoint.pt").is_file()
+
+
+def test_patch_side_scales_with_the_input_size():
+    """#16: the ranked losses' patch is a fraction of the input (16/256 by default), so 64, 128 and 256 px inputs
+    get 4, 8 and 16 px patches; an explicit patch_size (pixels) wins."""
+    from usseg_monai.losses.ranked import resolve_patch_size
+
+    assert [resolve_patch_size((s, s)) for s in (64, 128, 256)] == [(4, 4), (8, 8), (16, 16)]
+    assert resolve_patch_size((64, 64, 32)) == (4, 4, 2) and resolve_patch_size((16, 8)) == (2, 2)  # at least 2
+    assert resolve_patch_size((64, 64), patch_size=16) == (16, 16)
+    assert resolve_patch_size((64, 64, 32), patch_size=(8, 8, 4)) == (8, 8, 4)
+    assert resolve_patch_size((100, 100), patch_fraction=0.125) == (13, 13)  # rounded half up
+    loss = CRIINetLoss("crii_net")
+    assert loss.intra.patch_shape((128, 128)) == (8, 8) and loss.inter.patch_shape((64, 64)) == (4, 4)
+    assert CRIINetLoss("crii_net", patch_size=16).inter.patch_shape((64, 64)) == (16, 16)
+    with pytest.raises(ValueError, match=r"patch_fraction must be in \(0, 1\]"):
+        CRIINetLoss("crii_net", patch_fraction=1.5)
+    with pytest.raises(ValueError, match="both are None"):
+        CRIINetLoss("crii_net", patch_size=None, patch_fraction=None)
+    # the bundles use the fraction, not a fixed pixel size
+    cfg = json.loads((BUNDLE2D / "configs" / "train.json").read_text())
+    assert cfg["patch_size"] is None and cfg["patch_fraction"] == 0.0625 and cfg["loss"]["patch_fraction"] == "@patch_fraction"
+
+
+@pytest.mark.parametrize("target, refined_gets_gradient", [("coarse", False), ("refined", True), ("both", True)])
+def test_unlabeled_signal_reaches_the_inference_head_only_when_asked(target, refined_gets_gradient):
+    """#16: ``unlabeled_target="coarse"`` (the default, the old behaviour) pulls only the coarse head towards the
+    refined target: the refined head, used at inference, gets no gradient from unlabeled images; "refined" / "both"
+    pull the strong view's refined prediction towards the weak view's (detached) one."""
+    y = _label(1)
+    out_l = torch.stack([_perfect_logits(y), _perfect_logits(y)])
+    g = torch.Generator().manual_seed(1)
+    weak = torch.randn(2, 1, 2, 32, 32, generator=g).requires_grad_(True)
+    strong = torch.randn(2, 1, 2, 32, 32, generator=g).requires_grad_(True)
+    loss = CRIINetLoss("crii_net", intra_weight=0.0, inter_weight=0.0, unlabeled_target=target)
+    res = loss(out_l, {"image": weak, "image_strong": strong}, {"label": y}, {}, iteration=99, total_iterations=100)
+    res["loss"].backward()
+    gw = weak.grad if weak.grad is not None else torch.zeros_like(weak)
+    gs = strong.grad if strong.grad is not None else torch.zeros_like(strong)
+    assert gw[1].abs().sum() == 0  # the weak refined prediction is the target: never trained towards
+    assert (gs[1].abs().sum() > 0) == refined_gets_gradient
+    assert (gw[0].abs().sum() > 0) == (target != "refined")  # the coarse head's own consistency
+    assert (float(res["consistency_refined"]) > 0) == refined_gets_gradient
+    with pytest.raises(ValueError, match="unlabeled_target must be one of"):
+        CRIINetLoss("crii_net", unlabeled_target="teacher")

@@ -195,6 +195,11 @@ def plan_suite(
                 RunSpec(f"crii_labeled_only_{tag}-{rname}", method="labeled only", overrides={"method": "labeled_only"}, **base),
                 RunSpec(f"crii_mean_teacher_{tag}-{rname}", method="mean teacher", overrides={"method": "mean_teacher"}, **base),
                 RunSpec(f"crii_net_{tag}-{rname}", method="CRII-Net", overrides={"method": "crii_net"}, **base),
+                # the ablation of #16: the unlabeled signal also reaches the refinement head used at inference
+                RunSpec(
+                    f"crii_net_both_{tag}-{rname}", method="CRII-Net, unlabeled signal to both heads",
+                    overrides={"method": "crii_net", "unlabeled_target": "both"}, **base,
+                ),
                 RunSpec(f"unet_full-{rname}", protocol, "UNet, full masks (reference)", unet, recipe=rname),
             ]
     if recipes is not None:

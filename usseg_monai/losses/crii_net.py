@@ -8,26 +8,39 @@ views is the same tissue. :class:`CRIINetLoss` computes, by ``method``:
 
 - ``"crii_net"`` (the network's training output is ``[2, B, C, ...]``, coarse ``P_c`` and refined ``P_r``):
 
-  ``L = S(P_c, y) + S(P_r, y) + w_intra Intra(P_r, y) + w_inter Inter(P_r, y) + lambda(t) Cons``
+  ``L = S(P_c, y) + S(P_r, y) + w_intra Intra(P_r, y) + w_inter Inter(P_r, y) + lambda(t) (Cons_c + Cons_r)``
 
   with ``S`` = cross-entropy + Dice (MONAI ``DiceCELoss``), ``Intra`` / ``Inter`` the intra- and inter-patch
-  ranked losses (:mod:`usseg_monai.losses.ranked`) on the labeled images, and ``Cons`` the coarse-refined
-  consistency (:class:`~usseg_monai.losses.consistency.CoarseRefinedConsistencyLoss`): the refined prediction of the
-  weak view, detached and sharpened, is the target of the coarse predictions of the weak and of the strong view
-  (mean of the two);
+  ranked losses (:mod:`usseg_monai.losses.ranked`; patch side a fraction ``patch_fraction`` of the input size, or
+  ``patch_size`` pixels when given) on the labeled images, and the coarse-refined consistency
+  (:class:`~usseg_monai.losses.consistency.CoarseRefinedConsistencyLoss`) on the unlabeled ones, whose target
+  ``T = sharpen(softmax(P_r^weak))`` (the refined prediction of the weak view, detached) is fixed; which heads are
+  pulled towards ``T`` is ``unlabeled_target`` (*design choice* of this project, not the paper's):
+
+  - ``"coarse"``: ``Cons_c = 0.5 [C(P_c^weak, T) + C(P_c^strong, T)]``, ``Cons_r = 0``: only the coarse head is
+    pulled; the refinement head, the one used at inference, receives **no** gradient from unlabeled images (the
+    target is detached and ``P_c`` does not depend on the head); it changes only through the shared encoder and
+    decoder. This was the only behaviour before ``unlabeled_target`` existed, and is the default;
+  - ``"refined"``: ``Cons_c = 0``, ``Cons_r = C(P_r^strong, T)`` (weak-to-strong self-consistency of the refined
+    head; ``C(P_r^weak, T)`` when there is no strong view): the unlabeled signal reaches the inference head (and,
+    through ``softmax(P_c)`` in the head's input, the coarse decoder), but the coarse head has no target of its own;
+  - ``"both"``: both terms, so the paper's coarse-refined consistency is kept as it is and the inference head also
+    learns from the unlabeled images. The default stays ``"coarse"`` until the ablation (``few_masks`` rows
+    ``CRII-Net, unlabeled signal to both heads``) decides;
 - ``"mean_teacher"`` (Tarvainen & Valpola 2017; output ``[2, B, C, ...]``, student and teacher):
   ``L = S(student, y) + lambda(t) MSE(softmax(student(strong)), softmax(teacher(weak)))``;
 - ``"labeled_only"`` (a plain network): ``L = S(z, y)``.
 
 ``lambda(t) = consistency_weight * sigmoid_rampup(t, T, rampup_fraction)``
 (:func:`usseg_monai.engines.sigmoid_rampup`: ``exp(-5 (1 - x)^2)``, full weight after ``rampup_fraction`` of the
-run). The result: ``loss``, the terms (``sup``, ``intra``, ``inter``, ``consistency``, ``consistency_weight``) and
-``pred`` (the labeled prediction: refined, student or plain logits).
+run). The result: ``loss``, the terms (``sup``, ``intra``, ``inter``, ``consistency``, ``consistency_refined``,
+``consistency_weight``, by method) and ``pred`` (the labeled prediction of the network used at inference: refined,
+student or plain logits).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -36,11 +49,14 @@ from monai.losses import DiceCELoss
 from usseg_monai.engines.semi_supervised import sigmoid_rampup
 
 from .consistency import CoarseRefinedConsistencyLoss
-from .ranked import InterPatchRankedLoss, IntraPatchRankedLoss
+from .ranked import DEFAULT_PATCH_FRACTION, InterPatchRankedLoss, IntraPatchRankedLoss
 
-__all__ = ["CRIINetLoss", "FEW_MASK_LOSS_METHODS"]
+__all__ = ["CRIINetLoss", "FEW_MASK_LOSS_METHODS", "UNLABELED_TARGETS"]
 
 FEW_MASK_LOSS_METHODS = ("crii_net", "mean_teacher", "labeled_only")
+
+#: which CRII-Net heads the unlabeled consistency pulls towards the refined target (see the module docstring)
+UNLABELED_TARGETS = ("coarse", "refined", "both")
 
 
 def _pair(output: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,9 +74,17 @@ class CRIINetLoss(nn.Module):
         consistency_weight: the maximum unsupervised weight ``lambda``.
         rampup_fraction: fraction of the run over which ``lambda`` ramps up.
         temperature: sharpening temperature of the CRII-Net consistency target.
-        patch_size: patch size (pixels/voxels) of both ranked losses.
+        patch_size: patch side (pixels/voxels; one int or one per axis) of both ranked losses; when given it
+            overrides ``patch_fraction``. Default ``None``.
+        patch_fraction: patch side of both ranked losses as a fraction of the input size along each axis,
+            ``max(2, round(patch_fraction * size))`` (:func:`usseg_monai.losses.ranked.resolve_patch_size`);
+            in ``(0, 1]``, default ``16 / 256 = 0.0625``.
         margin: ranking margin of both ranked losses (probability units).
         max_pairs: pixel pairs sampled per mixed patch by the intra-patch loss.
+        unlabeled_target: CRII-Net: the heads the unlabeled consistency pulls towards the detached refined target,
+            ``"coarse"`` (the coarse head only: the refinement head, used at inference, gets no gradient from
+            unlabeled images; the default, the behaviour before this option existed, until the ablation decides),
+            ``"refined"`` or ``"both"`` (see the module docstring).
         image_key, strong_key, label_key: batch keys (the weak view is ``image_key`` of the unlabeled batch).
     """
 
@@ -72,9 +96,11 @@ class CRIINetLoss(nn.Module):
         consistency_weight: float = 1.0,
         rampup_fraction: float = 0.4,
         temperature: float = 0.5,
-        patch_size: int = 16,
+        patch_size: int | Sequence[int] | None = None,
         margin: float = 0.5,
         max_pairs: int = 256,
+        patch_fraction: float | None = DEFAULT_PATCH_FRACTION,
+        unlabeled_target: str = "coarse",
         image_key: str = "image",
         strong_key: str = "image_strong",
         label_key: str = "label",
@@ -84,13 +110,17 @@ class CRIINetLoss(nn.Module):
             raise ValueError(f"CRIINetLoss: method must be one of {FEW_MASK_LOSS_METHODS}, got {method!r}")
         if min(intra_weight, inter_weight, consistency_weight) < 0:
             raise ValueError("CRIINetLoss: weights must be >= 0")
+        if unlabeled_target not in UNLABELED_TARGETS:
+            raise ValueError(f"CRIINetLoss: unlabeled_target must be one of {UNLABELED_TARGETS}, got {unlabeled_target!r}")
+        self.unlabeled_target = unlabeled_target
         self.method = method
         self.intra_weight, self.inter_weight = float(intra_weight), float(inter_weight)
         self.consistency_weight, self.rampup_fraction = float(consistency_weight), float(rampup_fraction)
         self.image_key, self.strong_key, self.label_key = image_key, strong_key, label_key
         self.supervised = DiceCELoss(to_onehot_y=True, softmax=True)
-        self.intra = IntraPatchRankedLoss(patch_size=patch_size, margin=margin, max_pairs=max_pairs)
-        self.inter = InterPatchRankedLoss(patch_size=patch_size, margin=margin)
+        patch = dict(patch_size=patch_size, patch_fraction=patch_fraction)
+        self.intra = IntraPatchRankedLoss(margin=margin, max_pairs=max_pairs, **patch)
+        self.inter = InterPatchRankedLoss(margin=margin, **patch)
         self.consistency = CoarseRefinedConsistencyLoss(temperature=temperature)
 
     def unsupervised_weight(self, iteration: int, total_iterations: int) -> float:
@@ -132,12 +162,17 @@ class CRIINetLoss(nn.Module):
         intra = self.intra(refined, y) if self.intra_weight > 0 else zero
         inter = self.inter(refined, y) if self.inter_weight > 0 else zero
         cons = zero
+        cons_refined = zero
         if weak is not None:
             coarse_w, refined_w = _pair(weak, "crii_net")
-            cons = self.consistency(coarse_w, refined_w)
-            if strong is not None:
-                coarse_s, _ = _pair(strong, "crii_net")
-                cons = 0.5 * (cons + self.consistency(coarse_s, refined_w))
-        total = sup + self.intra_weight * intra + self.inter_weight * inter + lam * cons
+            coarse_s, refined_s = _pair(strong, "crii_net") if strong is not None else (None, None)
+            if self.unlabeled_target in ("coarse", "both"):
+                cons = self.consistency(coarse_w, refined_w)
+                if coarse_s is not None:
+                    cons = 0.5 * (cons + self.consistency(coarse_s, refined_w))
+            if self.unlabeled_target in ("refined", "both"):
+                cons_refined = self.consistency(refined_s if refined_s is not None else refined_w, refined_w)
+        total = sup + self.intra_weight * intra + self.inter_weight * inter + lam * (cons + cons_refined)
         return {"loss": total, "sup": sup.detach(), "intra": intra.detach(), "inter": inter.detach(),
-                "consistency": cons.detach(), "consistency_weight": torch.tensor(lam), "pred": refined.detach()}  # fmt: skip
+                "consistency": cons.detach(), "consistency_refined": cons_refined.detach(),
+                "consistency_weight": torch.tensor(lam), "pred": refined.detach()}  # fmt: skip

@@ -5,10 +5,14 @@ Image Segmentation", IEEE JBHI 2023; ``methods.md`` section 3) adds two ranking 
 labeled images. The abstract names them and their purpose; the formulas below are this project's reading of it
 (``methods.md``), with the unstated details marked *design choice*.
 
-Both losses cut every image of the batch into patches of ``patch_size`` pixels (voxels) per spatial axis
-(16 by default: 16 x 16 px in 2D, 16 x 16 x 16 voxels in 3D), aligned at index 0 of every axis. When a spatial size
-is not a multiple of the patch size, the last patch along that axis is smaller (*design choice*: the image is
-padded to a multiple and padded pixels belong to no class and are never scored). The lesion score of a pixel is
+Both losses cut every image of the batch into patches, aligned at index 0 of every axis. The patch side along
+each spatial axis (:func:`resolve_patch_size`) is, by default, a fraction of the input's size along that axis:
+``max(2, round_half_up(patch_fraction * size))`` with ``patch_fraction = 16 / 256 = 0.0625`` (*design choice*:
+16 px at 256 px, 8 at 128, 4 at 64; an anisotropic 3D input ``64 x 64 x 32`` gets ``4 x 4 x 2`` voxel patches), so
+that a patch covers the same part of the image, and the ranked losses see about as many lesion patches per image,
+whatever the network's input size. An explicit ``patch_size`` (pixels/voxels, one int or one per axis) overrides
+the fraction. When a spatial size is not a multiple of the patch side, the last patch along that axis is smaller
+(*design choice*: the image is padded to a multiple and padded pixels belong to no class and are never scored). The lesion score of a pixel is
 its probability of the lesion class, ``s = softmax(input, dim=1)[:, lesion_channel]`` for logits ``[B, C, ...]``
 (``activation="softmax"``, default), ``sigmoid(input[:, lesion_channel])`` (``"sigmoid"``, one-channel logits with
 ``lesion_channel=0``), or ``input[:, lesion_channel]`` as given (``"none"``: the input already holds
@@ -44,7 +48,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["IntraPatchRankedLoss", "InterPatchRankedLoss", "patchify", "lesion_scores", "SCORE_ACTIVATIONS"]
+__all__ = [
+    "IntraPatchRankedLoss",
+    "InterPatchRankedLoss",
+    "patchify",
+    "lesion_scores",
+    "resolve_patch_size",
+    "SCORE_ACTIVATIONS",
+    "DEFAULT_PATCH_FRACTION",
+]
+
+#: default patch side as a fraction of the input's size along each axis: 16 px at 256 px (*design choice*)
+DEFAULT_PATCH_FRACTION = 16.0 / 256.0
 
 #: how the ranked losses turn their input into a lesion score
 SCORE_ACTIVATIONS = ("softmax", "sigmoid", "none")
@@ -96,6 +111,66 @@ def _patch_shape(patch_size: int | Sequence[int], spatial_dims: int) -> tuple[in
     if any(p < 1 for p in sizes):
         raise ValueError(f"patch_size values must be >= 1, got {list(sizes)}")
     return sizes
+
+
+def _check_patch_fraction(patch_fraction: float, name: str) -> float:
+    if isinstance(patch_fraction, bool) or not isinstance(patch_fraction, (int, float)):
+        raise ValueError(f"{name}: patch_fraction must be a number in (0, 1], got {patch_fraction!r}")
+    f = float(patch_fraction)
+    if not 0.0 < f <= 1.0:  # also refuses NaN
+        raise ValueError(f"{name}: patch_fraction must be in (0, 1] (patch side / image side), got {patch_fraction}")
+    return f
+
+
+def _check_patch_spec(
+    patch_size: int | Sequence[int] | None, patch_fraction: float | None, name: str
+) -> tuple[int | tuple[int, ...] | None, float | None]:
+    """Validated ``(patch_size, patch_fraction)`` of a ranked loss's constructor (at least one given)."""
+    if patch_size is None and patch_fraction is None:
+        raise ValueError(f"{name}: give patch_size (pixels) or patch_fraction (of the input size); both are None")
+    size: int | tuple[int, ...] | None = None
+    if patch_size is not None:
+        if isinstance(patch_size, bool):
+            raise ValueError(f"{name}: patch_size must be an int or a sequence of ints, got {patch_size!r}")
+        if isinstance(patch_size, (int, float)):
+            if float(patch_size) != int(patch_size):
+                raise ValueError(f"{name}: patch_size must be a whole number of pixels, got {patch_size}")
+            size = int(patch_size)
+            _patch_shape(size, 1)
+        else:
+            values = tuple(patch_size)
+            if not values or any(isinstance(v, bool) or float(v) != int(v) for v in values):
+                raise ValueError(f"{name}: patch_size must be whole numbers of pixels, got {list(values)}")
+            size = tuple(int(v) for v in values)
+            _patch_shape(size, len(size))
+    fraction = None if patch_fraction is None else _check_patch_fraction(patch_fraction, name)
+    return size, fraction
+
+
+def resolve_patch_size(
+    spatial_shape: Sequence[int],
+    patch_size: int | Sequence[int] | None = None,
+    patch_fraction: float | None = DEFAULT_PATCH_FRACTION,
+) -> tuple[int, ...]:
+    """The patch side (pixels/voxels) along each axis of an input of spatial shape ``spatial_shape``.
+
+    An explicit ``patch_size`` wins (one int for every axis, or one per axis); otherwise each axis gets
+    ``max(2, floor(patch_fraction * size + 0.5))`` (rounded half up; at least 2 so that a patch can hold a
+    lesion and a background pixel). 2D and 3D alike: ``(64, 128, 256)`` with the default fraction ``0.0625``
+    gives ``(4, 8, 16)``.
+
+    Raises:
+        ValueError: both ``patch_size`` and ``patch_fraction`` are ``None``; ``patch_fraction`` outside ``(0, 1]``;
+            a patch size below 1 or with another number of values than ``spatial_shape``; a spatial size below 1.
+    """
+    spatial = tuple(int(s) for s in spatial_shape)
+    if not spatial or any(s < 1 for s in spatial):
+        raise ValueError(f"resolve_patch_size: spatial sizes must be >= 1, got {list(spatial)}")
+    size, fraction = _check_patch_spec(patch_size, patch_fraction, "resolve_patch_size")
+    if size is not None:
+        return _patch_shape(size, len(spatial))
+    assert fraction is not None
+    return tuple(max(2, int(math.floor(fraction * s + 0.5))) for s in spatial)
 
 
 def patchify(x: torch.Tensor, patch_size: int | Sequence[int], pad_value: float = 0.0) -> torch.Tensor:
@@ -165,7 +240,10 @@ class IntraPatchRankedLoss(nn.Module):
     ``"none"``, the per-patch losses of the mixed patches, 1D, in batch-then-patch-grid order.
 
     Args:
-        patch_size: patch edge in pixels (voxels), one int for every axis or one per spatial axis (default 16).
+        patch_size: patch edge in pixels (voxels), one int for every axis or one per spatial axis; when given it
+            overrides ``patch_fraction`` (default ``None``: use the fraction).
+        patch_fraction: patch edge as a fraction of the input's size along each axis, in ``(0, 1]`` (default
+            ``0.0625`` = 16 px at 256 px; see :func:`resolve_patch_size`).
         margin: the margin ``m`` in lesion-score units (probabilities, so in ``(0, 1]``; default 0.5, *design
             choice*).
         max_pairs: at most this many (foreground, background) pairs per patch (default 1024); all pairs, exactly,
@@ -177,18 +255,16 @@ class IntraPatchRankedLoss(nn.Module):
 
     def __init__(
         self,
-        patch_size: int | Sequence[int] = 16,
+        patch_size: int | Sequence[int] | None = None,
         margin: float = 0.5,
         max_pairs: int = 1024,
         activation: str = "softmax",
         lesion_channel: int = 1,
         reduction: str = "mean",
+        patch_fraction: float | None = DEFAULT_PATCH_FRACTION,
     ) -> None:
         super().__init__()
-        if isinstance(patch_size, int):
-            _patch_shape(patch_size, 1)
-        else:
-            _patch_shape(patch_size, len(tuple(patch_size)))
+        patch_size, patch_fraction = _check_patch_spec(patch_size, patch_fraction, "IntraPatchRankedLoss")
         if not margin >= 0:
             raise ValueError(f"IntraPatchRankedLoss: margin must be >= 0, got {margin}")
         if int(max_pairs) < 1:
@@ -198,15 +274,21 @@ class IntraPatchRankedLoss(nn.Module):
         if reduction not in _REDUCTIONS:
             raise ValueError(f"IntraPatchRankedLoss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         self.patch_size = patch_size
+        self.patch_fraction = patch_fraction
         self.margin = float(margin)
         self.max_pairs = int(max_pairs)
         self.activation = activation
         self.lesion_channel = int(lesion_channel)
         self.reduction = reduction
 
+    def patch_shape(self, spatial_shape: Sequence[int]) -> tuple[int, ...]:
+        """The patch side per axis used for an input of spatial shape ``spatial_shape`` (:func:`resolve_patch_size`)."""
+        return resolve_patch_size(spatial_shape, self.patch_size, self.patch_fraction)
+
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check(input, target, "IntraPatchRankedLoss")
-        scores, fg, valid = _patched(input, target, self.patch_size, self.activation, self.lesion_channel)
+        patch = self.patch_shape(input.shape[2:])
+        scores, fg, valid = _patched(input, target, patch, self.activation, self.lesion_channel)
         p = scores.shape[-1]
         scores, fg, valid = scores.reshape(-1, p), fg.reshape(-1, p), valid.reshape(-1, p)
         bg = valid & ~fg
@@ -251,7 +333,10 @@ class InterPatchRankedLoss(nn.Module):
     hinge over the hard negatives), 1D, in batch-then-patch-grid order.
 
     Args:
-        patch_size: patch edge in pixels (voxels), one int for every axis or one per spatial axis (default 16).
+        patch_size: patch edge in pixels (voxels), one int for every axis or one per spatial axis; when given it
+            overrides ``patch_fraction`` (default ``None``: use the fraction).
+        patch_fraction: patch edge as a fraction of the input's size along each axis, in ``(0, 1]`` (default
+            ``0.0625`` = 16 px at 256 px; see :func:`resolve_patch_size`).
         margin: the margin ``m`` between patch scores (mean probabilities; default 0.5, *design choice*).
         lesion_fraction: a patch is positive ("mostly lesion") when at least this fraction of its pixels is
             lesion (default 0.5, *design choice*); in ``(0, 1]``.
@@ -264,19 +349,17 @@ class InterPatchRankedLoss(nn.Module):
 
     def __init__(
         self,
-        patch_size: int | Sequence[int] = 16,
+        patch_size: int | Sequence[int] | None = None,
         margin: float = 0.5,
         lesion_fraction: float = 0.5,
         hardest_negatives: int | None = 16,
         activation: str = "softmax",
         lesion_channel: int = 1,
         reduction: str = "mean",
+        patch_fraction: float | None = DEFAULT_PATCH_FRACTION,
     ) -> None:
         super().__init__()
-        if isinstance(patch_size, int):
-            _patch_shape(patch_size, 1)
-        else:
-            _patch_shape(patch_size, len(tuple(patch_size)))
+        patch_size, patch_fraction = _check_patch_spec(patch_size, patch_fraction, "InterPatchRankedLoss")
         if not margin >= 0:
             raise ValueError(f"InterPatchRankedLoss: margin must be >= 0, got {margin}")
         if not 0.0 < lesion_fraction <= 1.0:
@@ -288,6 +371,7 @@ class InterPatchRankedLoss(nn.Module):
         if reduction not in _REDUCTIONS:
             raise ValueError(f"InterPatchRankedLoss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         self.patch_size = patch_size
+        self.patch_fraction = patch_fraction
         self.margin = float(margin)
         self.lesion_fraction = float(lesion_fraction)
         self.hardest_negatives = None if hardest_negatives is None else int(hardest_negatives)
@@ -295,10 +379,15 @@ class InterPatchRankedLoss(nn.Module):
         self.lesion_channel = int(lesion_channel)
         self.reduction = reduction
 
+    def patch_shape(self, spatial_shape: Sequence[int]) -> tuple[int, ...]:
+        """The patch side per axis used for an input of spatial shape ``spatial_shape`` (:func:`resolve_patch_size`)."""
+        return resolve_patch_size(spatial_shape, self.patch_size, self.patch_fraction)
+
     def patch_scores(self, input: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per patch: mean lesion score and lesion fraction of its (unpadded) pixels, each ``[B, n_patches]``."""
         _check(input, target, "InterPatchRankedLoss")
-        scores, fg, valid = _patched(input, target, self.patch_size, self.activation, self.lesion_channel)
+        patch = self.patch_shape(input.shape[2:])
+        scores, fg, valid = _patched(input, target, patch, self.activation, self.lesion_channel)
         n = valid.sum(-1).to(scores.dtype)
         return (scores * valid).sum(-1) / n, fg.sum(-1).to(scores.dtype) / n
 
