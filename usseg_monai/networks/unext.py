@@ -10,12 +10,19 @@ Written from the paper: Valanarasu & Patel, "UNeXt: MLP-based Rapid Medical Imag
   (3x3 convolution, stride 2, then LayerNorm over the channels: the tokens) and one shifted-MLP block, and two
   decoder levels (160 and 128 channels) with one shifted-MLP block each;
 - shifted MLP block (:class:`ShiftedMLPBlock`, the paper's eq. 1-3): ``x + MLP(LN(x))`` where the MLP shifts the
-  channel groups of the tokens along the width (last spatial axis), applies a linear layer, a 3x3 depthwise
-  convolution and GELU, shifts along the height (first spatial axis) and applies a second linear layer; the
+  channel groups of the tokens along the height (first spatial axis, tensor dim 2), applies a linear layer, a 3x3
+  depthwise convolution and GELU, shifts along the width (last spatial axis, dim 3) and applies a second linear
+  layer: the order of the official code (jeya-maria-jose/UNeXt-pytorch ``archs.py``, ``shiftmlp.forward``: roll
+  on dim 2, then on dim 3; #16 fixed an earlier width-first order); the
   shift splits the channels in ``shift_size`` groups rolled by ``-shift_size//2 .. shift_size//2`` positions
   (zero-padded, not wrapped);
 - the bottleneck (256 channels, 1/32 of the input) feeds SemiSeg-CAW's classification head (global average
   pooling + linear).
+
+Initialisation as the official code: the token stage's modules (:class:`ShiftedMLP`, :class:`ShiftedMLPBlock`,
+:class:`OverlapPatchEmbed`) get ``_init_weights`` (:func:`token_init`: linear weights truncated normal, std 0.02,
+zero biases; LayerNorm 1 / 0; convolutions normal with std ``sqrt(2 / fan_out)``, ``fan_out = k * k * out /
+groups``, zero biases); the convolutional stage keeps PyTorch's defaults, as there.
 
 Five stride-2 steps: spatial sizes must be divisible by 32. With ``in_channels=3, out_channels=1`` and no
 classification head the network has 1,471,921 parameters, the paper's 1.47 M. 2D only, like the paper.
@@ -31,7 +38,25 @@ import torch.nn.functional as F
 
 from .malunet import check_divisible
 
-__all__ = ["UNeXt", "ShiftedMLP", "ShiftedMLPBlock", "OverlapPatchEmbed", "shift_tokens"]
+__all__ = ["UNeXt", "ShiftedMLP", "ShiftedMLPBlock", "OverlapPatchEmbed", "shift_tokens", "token_init"]
+
+
+def token_init(m: nn.Module) -> None:
+    """The official UNeXt ``_init_weights`` for one module (use with ``Module.apply``): ``nn.Linear`` weights
+    truncated normal (std 0.02, cut at +-2 in absolute value, as timm and torch do by default: in effect a normal), biases 0; ``nn.LayerNorm`` weight 1, bias 0; ``nn.Conv2d`` weights
+    normal with std ``sqrt(2 / fan_out)``, ``fan_out = k_h * k_w * out_channels / groups``, biases 0."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Conv2d):
+        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+        nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
 
 
 def shift_tokens(x: torch.Tensor, shift_size: int, dim: int) -> torch.Tensor:
@@ -48,7 +73,7 @@ def shift_tokens(x: torch.Tensor, shift_size: int, dim: int) -> torch.Tensor:
 
 
 class ShiftedMLP(nn.Module):
-    """Tokenised shifted MLP of UNeXt: shift(W) -> linear -> DWConv 3x3 -> GELU -> shift(H) -> linear.
+    """Tokenised shifted MLP of UNeXt: shift(H) -> linear -> DWConv 3x3 -> GELU -> shift(W) -> linear.
 
     Args:
         dim: token channels (input = output).
@@ -64,15 +89,16 @@ class ShiftedMLP(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim)
         self.shift_size = int(shift_size)
+        self.apply(token_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, C, H, W]`` -> ``[B, C, H, W]``."""
         b, _, h, w = x.shape
-        x = shift_tokens(x, self.shift_size, dim=3)  # along the width
+        x = shift_tokens(x, self.shift_size, dim=2)  # along the height first, as the official code
         x = self.fc1(x.flatten(2).transpose(1, 2))  # tokens [B, N, hidden]
         x = x.transpose(1, 2).reshape(b, -1, h, w)
         x = self.act(self.dwconv(x))
-        x = shift_tokens(x, self.shift_size, dim=2)  # along the height
+        x = shift_tokens(x, self.shift_size, dim=3)  # then along the width
         x = self.fc2(x.flatten(2).transpose(1, 2))
         return x.transpose(1, 2).reshape(b, -1, h, w)
 
@@ -85,6 +111,7 @@ class ShiftedMLPBlock(nn.Module):
         self.norm_in = nn.LayerNorm(dim)
         self.mlp = ShiftedMLP(dim, int(dim * mlp_ratio), shift_size)
         self.norm_out = nn.LayerNorm(dim)
+        self.apply(token_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm_in(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
@@ -99,6 +126,7 @@ class OverlapPatchEmbed(nn.Module):
         super().__init__()
         self.proj = nn.Conv2d(in_channels, dim, kernel_size=3, stride=2, padding=1)
         self.norm = nn.LayerNorm(dim)
+        self.apply(token_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)
