@@ -65,3 +65,39 @@ def test_unext_token_stage_has_the_official_initialisation():
     assert torch.count_nonzero(m.enc_convs[0].bias) > 0
     for size in (64, 128):
         assert m(torch.zeros(1, 3, size, size)).shape == (1, 1, size, size)
+
+
+def test_malunet_matches_the_official_architecture():
+    """JCruan519/MALUNet ``models/malunet.py`` (counted with its own file): 177,943 parameters for 3 input
+    channels / 1 class, 177,808 for 1 / 2; encoder stages EA then DGA, decoder stages DGA then EA; DGA with
+    dilations 7, 5, 2, 1, GroupNorm and a two-gate unit with a 1x1 shortcut; EA with 4 * C memory units."""
+    from usseg_monai.networks.malunet import MALUNet, DilatedGatedAttention, ExternalAttention, GatedAttentionUnit
+
+    assert _count(MALUNet(3, 1, num_classes_cls=0)) == 177_943
+    assert _count(MALUNet(1, 2, num_classes_cls=0)) == 177_808
+    torch.manual_seed(0)
+    m = MALUNet(2, 2, num_classes_cls=3)
+    for stage in m.encoder[3:]:
+        assert [type(b) for b in stage] == [ExternalAttention, DilatedGatedAttention]
+    for stage in m.decoder[:3]:
+        assert [type(b) for b in stage] == [DilatedGatedAttention, ExternalAttention]
+    dga = m.encoder[3][1]
+    assert dga.dilations == (7, 5, 2, 1) and [c.dilation[0] for c in dga.branches] == [7, 5, 2, 1]
+    assert isinstance(dga.norm, torch.nn.GroupNorm) and dga.norm.num_groups == 4
+    assert isinstance(dga.gau, GatedAttentionUnit) and dga.gau.value.depthwise.kernel_size == (5, 5)
+    assert dga.gau.shortcut.kernel_size == (1, 1)
+    ea = m.encoder[4][0]
+    assert ea.memory == 4 * 32 and ea.memory_k.weight.shape == (128, 32, 1)
+    # the official init: M_k starts as M_v transposed, normal with std sqrt(2 / C); conv biases zero
+    torch.testing.assert_close(ea.memory_k.weight, ea.memory_v.weight.permute(1, 0, 2))
+    big = MALUNet(3, 1, widths=(8, 16, 24, 32, 48, 256), num_classes_cls=0).encoder[5][0]
+    assert big.memory_v.weight.std().item() == pytest.approx((2.0 / 48) ** 0.5, rel=0.1)
+    assert torch.count_nonzero(m.encoder[0].bias) == 0
+    assert m.encoder[0].weight.std().item() == pytest.approx((2.0 / (9 * 8)) ** 0.5, rel=0.25)
+    # GELU after the bottleneck: the class head reads features >= GELU's minimum (about -0.17)
+    feats = {}
+    m.cls_head.register_forward_pre_hook(lambda mod, inp: feats.update(x=inp[0]) or None)
+    for size in (64, 128):
+        seg, cls = m(torch.randn(2, 2, size, size) * 3)
+        assert seg.shape == (2, 2, size, size) and cls.shape == (2, 3)
+    assert feats["x"].min() >= -0.17 - 1e-4

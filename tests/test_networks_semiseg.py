@@ -9,7 +9,7 @@ from usseg_monai.networks.class_elevate import ClassElevateSeg
 from usseg_monai.networks.malunet import (
     ChannelAttentionBridge,
     DilatedGatedAttention,
-    InvertedExternalAttention,
+    ExternalAttention,
     MALUNet,
     SpatialAttentionBridge,
 )
@@ -41,7 +41,8 @@ def assert_all_grads(module: torch.nn.Module, outputs) -> None:
 
 def test_malunet_parameter_count_matches_paper():
     count = n_params(MALUNet(in_channels=3, out_channels=1, num_classes_cls=0))
-    assert count == 170_183
+    assert count == 177_943  # the official JCruan519/MALUNet, counted with its own models/malunet.py
+    assert n_params(MALUNet(in_channels=1, out_channels=2, num_classes_cls=0)) == 177_808  # the official's too
     assert abs(count - 175_000) / 175_000 < 0.10
     # the head adds 64 * 3 + 3, the second input channel removes 8 * 9
     assert n_params(MALUNet(in_channels=2, num_classes_cls=3)) == count + 195 - 72
@@ -122,7 +123,7 @@ def test_classification_head_reads_the_bottleneck_only():
     "module, x",
     [
         (DilatedGatedAttention(24, 32), (2, 24, 16, 16)),
-        (InvertedExternalAttention(32), (2, 32, 8, 12)),
+        (ExternalAttention(32), (2, 32, 8, 12)),
         (ShiftedMLP(20), (2, 20, 8, 8)),
         (ShiftedMLPBlock(20), (2, 20, 8, 8)),
         (OverlapPatchEmbed(12, 20), (2, 12, 16, 16)),
@@ -134,7 +135,7 @@ def test_attention_modules_shapes_and_gradients(module, x):
     out = module(inp)
     expected = {
         DilatedGatedAttention: (2, 32, 16, 16),
-        InvertedExternalAttention: x,
+        ExternalAttention: x,
         ShiftedMLP: x,
         ShiftedMLPBlock: x,
         OverlapPatchEmbed: (2, 20, 8, 8),

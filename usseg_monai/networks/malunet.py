@@ -1,29 +1,31 @@
 """MALUNet, the light-weight core network of SemiSeg-CAW, with an optional classification head.
 
-Written from the paper: Ruan et al., "MALUNet: A Multi-Attention and Light-weight UNet for Skin Lesion
-Segmentation", IEEE BIBM 2022, pp. 1150-1156 (``methods.md`` section 2; SemiSeg-CAW, Barzegar & Khan, MAKE 2025,
-uses it as its default backbone). Its parts:
+Ruan et al., "MALUNet: A Multi-Attention and Light-weight UNet for Skin Lesion Segmentation", IEEE BIBM 2022,
+pp. 1150-1156 (``methods.md`` section 2; SemiSeg-CAW, Barzegar & Khan, MAKE 2025, uses it as its default backbone).
+Rebuilt in #16 to the official architecture (JCruan519/MALUNet, ``models/malunet.py``), written from reading it:
 
 - a six-stage U-shaped network with widths ``(8, 16, 24, 32, 48, 64)``: the first three encoder stages (and the
-  last two decoder stages) are plain 3x3 convolutions, the deeper ones are a :class:`DilatedGatedAttention`
-  block followed by an :class:`InvertedExternalAttention` block; every encoder stage but the last is followed by
-  group normalisation, 2x2 max pooling and GELU, so five poolings: spatial sizes must be divisible by 32;
-- DGA (dilated gated attention): the channels are split in four groups, each convolved by a depthwise 3x3 kernel
-  with its own dilation (1, 2, 5, 7), the result gated (element-wise product) by a 1x1-convolution + GELU branch
-  and projected to the output width by a depthwise + pointwise convolution;
-- IEA (inverted external attention): external attention (Guo et al., "Beyond self-attention: external attention
-  using two linear layers", TPAMI 2022) with two memory units shared over the positions, applied in an inverted
-  bottleneck (channels expanded four times, then projected back), with a residual connection;
-- CAB (channel attention bridge) and SAB (spatial attention bridge): the five skip connections exchange
-  information; SAB computes per stage a spatial map from the channel mean and max with one shared 7x7 dilated
-  (dilation 3) convolution, CAB a channel map from the global averages of all stages (a 1D convolution across
-  the concatenated averages, then one linear layer per stage); both applied as ``x * att + x``, SAB first.
+  last two decoder stages) are plain 3x3 convolutions; encoder stages 4-6 are an :class:`ExternalAttention` block
+  followed by a :class:`DilatedGatedAttention` block, decoder stages 1-3 the reverse (DGA, then EA); every encoder
+  stage but the last is followed by GroupNorm (4 groups), 2x2 max pooling and GELU (five poolings: spatial sizes
+  must be divisible by 32), the bottleneck by GELU; the decoder stages by GroupNorm, bilinear x2 upsampling
+  (align corners) and GELU, each adding its skip connection (the first, at 1/32, without upsampling);
+- DGA (dilated gated attention): four channel groups, depthwise 3x3 convolutions with dilations 7, 5, 2, 1,
+  GroupNorm + 1x1 convolution + GELU, then a gated attention unit (a sigmoid gate from a 3x3 and a GELU value from
+  a 5x5 depthwise-separable branch, multiplied, a 3x3 depthwise-separable output + GELU, plus a 1x1 shortcut);
+- EA (external attention, Guo et al., TPAMI 2022): 1x1 convolution, ``4 * C`` memory units with the double
+  normalisation, 1x1 convolution + GroupNorm, residual, GELU;
+- SAB + CAB bridges on the five skips, combined as the official ``SC_Att_Bridge``: ``s = SAB(t) t``,
+  ``u = s + t``, ``out = CAB(u) u + s``;
+- the official initialisation (:func:`_official_init`).
 
-The default widths give 170,183 parameters with ``in_channels=3, out_channels=1`` and no classification head,
-within 3% of the paper's 0.175 M. SemiSeg-CAW adds a classification head on the bottleneck (global average pooling +
-linear, :attr:`MALUNet.num_classes_cls` outputs) and feeds two input channels (image + auxiliary lesion map).
-
-2D only, like the paper (inputs ``[B, C, x, y]``).
+Parameters: 177,943 with ``in_channels=3, out_channels=1`` and no classification head, 177,808 with 1 / 2:
+both equal to the official model counted with its own file (``tests/test_networks_backbones.py`` pins them).
+Where we differ: the output is logits (the official applies a sigmoid: the losses here take logits); EA's second
+memory starts as the first's transpose but is trained as its own parameter (the official shares storage, see
+:class:`ExternalAttention`); SemiSeg-CAW's classification head on the bottleneck (global average pooling +
+linear, :attr:`MALUNet.num_classes_cls` outputs) and its two input channels (image + auxiliary lesion map) are
+SemiSeg-CAW's, not MALUNet's. 2D only, like the paper (inputs ``[B, C, x, y]``).
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ import torch.nn.functional as F
 
 __all__ = [
     "MALUNet",
-    "ChannelLayerNorm",
+    "DepthwiseSeparableConv",
+    "GatedAttentionUnit",
     "DilatedGatedAttention",
-    "InvertedExternalAttention",
+    "ExternalAttention",
     "ChannelAttentionBridge",
     "SpatialAttentionBridge",
     "check_divisible",
@@ -61,96 +64,126 @@ def check_divisible(name: str, x: torch.Tensor, divisor: int, spatial_dims: int 
             )
 
 
-class ChannelLayerNorm(nn.Module):
-    """Layer normalisation over the channel axis of ``[B, C, *spatial]`` (per position), with affine parameters."""
+def _official_init(m: nn.Module) -> None:
+    """MALUNet's ``_init_weights`` (JCruan519/MALUNet ``models/malunet.py``), for ``Module.apply``: ``nn.Linear``
+    weights truncated normal std 0.02 (cut at +-2 absolute), biases 0; ``nn.Conv1d`` weights normal with std
+    ``sqrt(2 / (k * out_channels))``; ``nn.Conv2d`` weights normal with std ``sqrt(2 / fan_out)``,
+    ``fan_out = k_h * k_w * out_channels / groups``, biases 0. Norm layers keep PyTorch's defaults."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Conv1d):
+        nn.init.normal_(m.weight, 0.0, (2.0 / (m.kernel_size[0] * m.out_channels)) ** 0.5)
+    elif isinstance(m, nn.Conv2d):
+        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+        nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
 
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+
+class DepthwiseSeparableConv(nn.Module):
+    """Depthwise ``k x k`` convolution, GroupNorm (4 groups), pointwise 1x1 convolution: ``dim_in -> dim_out``."""
+
+    def __init__(self, dim_in: int, dim_out: int, kernel_size: int = 3) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
+        self.depthwise = nn.Conv2d(dim_in, dim_in, kernel_size, padding=kernel_size // 2, groups=dim_in)
+        self.norm = nn.GroupNorm(4, dim_in)
+        self.pointwise = nn.Conv2d(dim_in, dim_out, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        return x * self.weight.view(shape) + self.bias.view(shape)
+        return self.pointwise(self.norm(self.depthwise(x)))
+
+
+class GatedAttentionUnit(nn.Module):
+    """The gate of DGA: ``GELU(dsconv3(sigmoid(dsconv3(x)) * GELU(dsconv5(x)))) + conv1x1(x)``, ``dim_in -> dim_out``
+    (two gates, a 3x3 and a 5x5 depthwise-separable branch, and a 1x1 shortcut)."""
+
+    def __init__(self, dim_in: int, dim_out: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.gate = DepthwiseSeparableConv(dim_in, dim_in, kernel_size)
+        self.value = DepthwiseSeparableConv(dim_in, dim_in, kernel_size + 2)
+        self.out = DepthwiseSeparableConv(dim_in, dim_out, kernel_size)
+        self.shortcut = nn.Conv2d(dim_in, dim_out, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gated = torch.sigmoid(self.gate(x)) * F.gelu(self.value(x))
+        return F.gelu(self.out(gated)) + self.shortcut(x)
 
 
 class DilatedGatedAttention(nn.Module):
-    """DGA block of MALUNet (Ruan et al. 2022, section II-B): ``[B, dim_in, x, y] -> [B, dim_out, x, y]``.
+    """DGA block of MALUNet (Ruan et al. 2022, section II-B; the official ``DilatedGatedAttention``):
+    ``[B, dim_in, x, y] -> [B, dim_out, x, y]``.
 
-    The normalised input is split in ``len(dilations)`` channel groups, each convolved by a depthwise 3x3 kernel
-    with its dilation; the concatenation is normalised and multiplied by a gate ``GELU(conv1x1(x))``; a depthwise
-    3x3 + pointwise 1x1 convolution projects the gated features to ``dim_out``.
+    The input's channels are split in four groups, each convolved by a depthwise 3x3 kernel with its dilation
+    (7, 5, 2, 1: the first group the widest); the concatenation goes through GroupNorm (4 groups), a 1x1
+    convolution and GELU, then the :class:`GatedAttentionUnit` maps it to ``dim_out``.
 
     Args:
-        dim_in: input channels, divisible by ``len(dilations)``.
+        dim_in: input channels, divisible by ``len(dilations)`` (and by 4, the GroupNorm groups).
         dim_out: output channels.
-        dilations: one dilation rate per channel group (the paper: 1, 2, 5, 7).
+        dilations: one dilation rate per channel group (the official code: 7, 5, 2, 1).
     """
 
-    def __init__(self, dim_in: int, dim_out: int, dilations: Sequence[int] = (1, 2, 5, 7)) -> None:
+    def __init__(self, dim_in: int, dim_out: int, dilations: Sequence[int] = (7, 5, 2, 1)) -> None:
         super().__init__()
         dilations = [int(d) for d in dilations]
-        if dim_in % len(dilations) != 0:
-            raise ValueError(f"DilatedGatedAttention: dim_in ({dim_in}) must be divisible by {len(dilations)} groups")
+        if dim_in % len(dilations) != 0 or dim_in % 4 != 0:
+            raise ValueError(f"DilatedGatedAttention: dim_in ({dim_in}) must be divisible by {len(dilations)} groups and by 4")
         g = dim_in // len(dilations)
-        self.norm_in = ChannelLayerNorm(dim_in)
         self.branches = nn.ModuleList(
             [nn.Conv2d(g, g, kernel_size=3, padding=d, dilation=d, groups=g) for d in dilations]
         )
-        self.norm_mid = ChannelLayerNorm(dim_in)
-        self.gate = nn.Sequential(nn.Conv2d(dim_in, dim_in, kernel_size=1), nn.GELU())
-        self.project = nn.Sequential(
-            nn.Conv2d(dim_in, dim_in, kernel_size=3, padding=1, groups=dim_in),
-            nn.GELU(),
-            nn.Conv2d(dim_in, dim_out, kernel_size=1),
-        )
+        self.norm = nn.GroupNorm(4, dim_in)
+        self.mix = nn.Conv2d(dim_in, dim_in, kernel_size=1)
+        self.gau = GatedAttentionUnit(dim_in, dim_out, 3)
         self.groups = len(dilations)
+        self.dilations = tuple(dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm_in(x)
         parts = torch.chunk(x, self.groups, dim=1)
         y = torch.cat([conv(p) for conv, p in zip(self.branches, parts)], dim=1)
-        y = self.norm_mid(y) * self.gate(x)
-        return self.project(y)
+        return self.gau(F.gelu(self.mix(self.norm(y))))
 
 
-class InvertedExternalAttention(nn.Module):
-    """IEA block of MALUNet (Ruan et al. 2022, section II-C): external attention in an inverted bottleneck.
+class ExternalAttention(nn.Module):
+    """EA block of MALUNet (the official ``EAblock``; external attention, Guo et al., TPAMI 2022):
+    ``x -> GELU(x + GroupNorm(conv1x1(M_v(dnorm(M_k(conv1x1(x)))))))``.
 
-    ``x -> x + proj(M_v(norm(attn)))`` where the channels are first expanded ``expansion`` times by a 1x1
-    convolution, ``attn = M_k(features)`` has ``memory`` units (softmax over the positions, then each position
-    normalised to sum 1 over the units: the double normalisation of external attention), ``M_k`` and ``M_v`` are
-    bias-free linear maps shared over all positions, and ``proj`` maps back to ``dim`` channels.
+    ``M_k`` maps the ``dim`` channels of every position to ``memory = 4 * dim`` units (bias-free), the attention is
+    normalised twice (softmax over the positions, then each position to sum 1 over the units), ``M_v`` maps back.
+    The official code makes ``M_v``'s weight a transposed *view* of ``M_k``'s, so the two stay tied through
+    training; here ``M_v`` starts as the transpose of ``M_k`` (the official init: normal with std
+    ``sqrt(2 / dim)``) and both are trained as separate parameters (*our choice*: shared storage between two
+    parameters does not survive ``state_dict`` loading, DDP or export reliably). Parameter count as the official.
 
     Args:
-        dim: channels (input = output).
-        expansion: channel expansion of the inverted bottleneck (the paper: 4).
-        memory: number of memory units ``S`` (default ``dim // 4``; the paper gives no number we could check, this
-            default is our choice, calibrated so that the default network has the paper's 0.175 M parameters).
+        dim: channels (input = output), divisible by 4 (GroupNorm).
+        memory_factor: memory units per channel (the official code: 4).
     """
 
-    def __init__(self, dim: int, expansion: int = 4, memory: int | None = None) -> None:
+    def __init__(self, dim: int, memory_factor: int = 4) -> None:
         super().__init__()
-        hidden = dim * int(expansion)
-        memory = max(1, dim // 4) if memory is None else int(memory)
-        self.norm = ChannelLayerNorm(dim)
-        self.expand = nn.Linear(dim, hidden)
-        self.memory_k = nn.Linear(hidden, memory, bias=False)
-        self.memory_v = nn.Linear(memory, hidden, bias=False)
-        self.act = nn.GELU()
-        self.project = nn.Linear(hidden, dim)
+        memory = int(dim) * int(memory_factor)
+        self.conv_in = nn.Conv2d(dim, dim, kernel_size=1)
+        self.memory_k = nn.Conv1d(dim, memory, kernel_size=1, bias=False)
+        self.memory_v = nn.Conv1d(memory, dim, kernel_size=1, bias=False)
+        self.conv_out = nn.Conv2d(dim, dim, kernel_size=1, bias=False)
+        self.norm = nn.GroupNorm(4, dim)
+        self.memory = memory
+
+    def tie_memories(self) -> None:
+        """``M_k := M_v^T`` (the official init leaves both equal to ``M_v``'s normal init, transposed)."""
+        with torch.no_grad():
+            self.memory_k.weight.copy_(self.memory_v.weight.permute(1, 0, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c = x.shape[:2]
-        tokens = self.norm(x).reshape(b, c, -1).transpose(1, 2)  # [B, N, C]
-        attn = torch.softmax(self.memory_k(self.expand(tokens)), dim=1)  # [B, N, S], over positions
-        attn = attn / (attn.sum(dim=2, keepdim=True) + 1e-9)  # over memory units
-        y = self.project(self.act(self.memory_v(attn)))  # [B, N, C]
-        return x + y.transpose(1, 2).reshape(x.shape)
+        b, c, h, w = x.shape
+        y = self.conv_in(x).reshape(b, c, h * w)
+        attn = torch.softmax(self.memory_k(y), dim=-1)  # [B, S, N], over positions
+        attn = attn / (1e-9 + attn.sum(dim=1, keepdim=True))  # over the memory units
+        y = self.memory_v(attn).reshape(b, c, h, w)
+        return F.gelu(self.norm(self.conv_out(y)) + x)
 
 
 class SpatialAttentionBridge(nn.Module):
@@ -225,17 +258,17 @@ class MALUNet(nn.Module):
                 nn.Conv2d(in_channels, c[0], 3, padding=1),
                 nn.Conv2d(c[0], c[1], 3, padding=1),
                 nn.Conv2d(c[1], c[2], 3, padding=1),
-                nn.Sequential(DilatedGatedAttention(c[2], c[3]), InvertedExternalAttention(c[3])),
-                nn.Sequential(DilatedGatedAttention(c[3], c[4]), InvertedExternalAttention(c[4])),
-                nn.Sequential(DilatedGatedAttention(c[4], c[5]), InvertedExternalAttention(c[5])),
+                nn.Sequential(ExternalAttention(c[2]), DilatedGatedAttention(c[2], c[3])),
+                nn.Sequential(ExternalAttention(c[3]), DilatedGatedAttention(c[3], c[4])),
+                nn.Sequential(ExternalAttention(c[4]), DilatedGatedAttention(c[4], c[5])),
             ]
         )
         self.encoder_norms = nn.ModuleList([nn.GroupNorm(4, w) for w in c[:5]])
         self.decoder = nn.ModuleList(
             [
-                nn.Sequential(DilatedGatedAttention(c[5], c[4]), InvertedExternalAttention(c[4])),
-                nn.Sequential(DilatedGatedAttention(c[4], c[3]), InvertedExternalAttention(c[3])),
-                nn.Sequential(DilatedGatedAttention(c[3], c[2]), InvertedExternalAttention(c[2])),
+                nn.Sequential(DilatedGatedAttention(c[5], c[4]), ExternalAttention(c[4])),
+                nn.Sequential(DilatedGatedAttention(c[4], c[3]), ExternalAttention(c[3])),
+                nn.Sequential(DilatedGatedAttention(c[3], c[2]), ExternalAttention(c[2])),
                 nn.Conv2d(c[2], c[1], 3, padding=1),
                 nn.Conv2d(c[1], c[0], 3, padding=1),
             ]
@@ -246,6 +279,10 @@ class MALUNet(nn.Module):
         self.final = nn.Conv2d(c[0], out_channels, kernel_size=1)
         self.num_classes_cls = int(num_classes_cls or 0)
         self.cls_head = nn.Linear(c[5], self.num_classes_cls) if self.num_classes_cls > 0 else None
+        self.apply(_official_init)
+        for m in self.modules():
+            if isinstance(m, ExternalAttention):
+                m.tie_memories()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Segmentation logits, and class logits when the head is enabled.
@@ -258,13 +295,13 @@ class MALUNet(nn.Module):
         for stage, norm in zip(self.encoder[:5], self.encoder_norms):
             x = F.gelu(F.max_pool2d(norm(stage(x)), 2, 2))
             skips.append(x)
-        x = self.encoder[5](x)  # bottleneck, 1/32
+        x = F.gelu(self.encoder[5](x))  # bottleneck, 1/32, with the official GELU
         bottleneck = x
         if self.sab is not None and self.cab is not None:
-            s_att = self.sab(skips)
-            skips = [t * a + t for t, a in zip(skips, s_att)]
-            c_att = self.cab(skips)
-            skips = [t * a + t for t, a in zip(skips, c_att)]
+            # the official SC_Att_Bridge: s = SAB(t) * t; u = s + t; out = CAB(u) * u + s
+            spatial = [t * a for t, a in zip(skips, self.sab(skips))]
+            summed = [sp + t for sp, t in zip(spatial, skips)]
+            skips = [u * a + sp for u, a, sp in zip(summed, self.cab(summed), spatial)]
         # decoder stage 1 stays at 1/32 and adds the deepest skip; the others upsample x2 and add the next skip
         x = F.gelu(self.decoder_norms[0](self.decoder[0](x))) + skips[4]
         for i in range(1, 5):
