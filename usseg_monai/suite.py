@@ -4,15 +4,18 @@
 --output WORK [--report docs/results.md]`` runs, with :func:`usseg_monai.benchmark.run_benchmark` (same budget,
 seed and test section for every run):
 
-- ``calipers`` (CRBNet's protocol): the reference UNet on the full masks, on the radical and on the conservative
-  caliper pseudo-labels (:func:`usseg_monai.data.pseudo_labels.pseudo_label_datalist`), and CRBNet on the
-  calipers alone; the training datalist must carry ``calipers`` (``usseg prepare ... --calipers``).
+- ``calipers`` (CRBNet's protocol), one table per recipe of :data:`usseg_monai.recipes.PROTOCOL_RECIPES` (the
+  project's and CRBNet's official one): the reference UNet on the full masks, on the radical and on the
+  conservative caliper pseudo-labels (:func:`usseg_monai.data.pseudo_labels.pseudo_label_datalist`), and CRBNet on
+  the calipers alone, scored three ways (the mean of its branches, each branch alone); the training datalist must
+  carry ``calipers`` (``usseg prepare ... --calipers``).
 - ``class_labels`` (SemiSeg-CAW's): per backbone (MALUNet, UNeXt) the backbone on all masks, on the reduced masks
   (the masked part of the partition) and SemiSeg-CAW with the rest class-only, for every ``--class-only`` amount
   (BUSI 100; DDTI 48, 96, 144 in the paper); the partitions are written with
-  :func:`usseg_monai.data.prepared.split_datalist` (seeded). 2D only.
-- ``few_masks`` (CRII-Net's): at every ``--fractions`` value (4% and 10%) the labeled part alone, a mean teacher
-  and CRII-Net; with the reference UNet on all masks.
+  :func:`usseg_monai.data.prepared.split_datalist` (seeded). 2D only; the bundle's own recipe (one bundle).
+- ``few_masks`` (CRII-Net's), under the project recipe: at every ``--fractions`` value (4% and 10%) the labeled
+  part alone, a mean teacher, CRII-Net, and CRII-Net with the unlabeled signal also on its inference head (the
+  ``unlabeled_target`` ablation); with the reference UNet on all masks.
 - the measurement protocol (long/short axis and aspect-ratio errors, taller-than-wide agreement of each
   method's predicted masks) is part of every run's results and of every table.
 
