@@ -1,4 +1,4 @@
-"""SemiSeg-CAW's backbones against their official code (#16): UNeXt's block order, parameter counts, init."""
+"""SemiSeg-CAW's backbones against their official code (#16): structure, parameter counts, init, TorchScript."""
 
 from __future__ import annotations
 
@@ -101,3 +101,85 @@ def test_malunet_matches_the_official_architecture():
         seg, cls = m(torch.randn(2, 2, size, size) * 3)
         assert seg.shape == (2, 2, size, size) and cls.shape == (2, 3)
     assert feats["x"].min() >= -0.17 - 1e-4
+
+
+def test_malunet_initialisation_and_norms_are_the_official_ones():
+    """The official ``_init_weights``: linear layers (CAB's, and our class head) truncated normal std 0.02 with
+    zero biases; 2D convolutions normal with std ``sqrt(2 / fan_out)`` and zero biases; GroupNorm (4 groups)
+    everywhere the official has it, at PyTorch's 1 / 0."""
+    from usseg_monai.networks.malunet import DepthwiseSeparableConv, MALUNet
+
+    torch.manual_seed(0)
+    m = MALUNet(2, 2, num_classes_cls=3)
+    linears = [mod for mod in m.modules() if isinstance(mod, torch.nn.Linear)]
+    assert len(linears) == 5 + 1  # CAB's five heads + the class head
+    weights = torch.cat([lin.weight.flatten() for lin in linears])
+    # timm's / torch's trunc_normal_ cuts at +-2 in absolute value (100 std): in effect a plain normal
+    assert weights.std().item() == pytest.approx(0.02, rel=0.1) and weights.abs().max() > 0.04
+    assert all(torch.count_nonzero(lin.bias) == 0 for lin in linears)
+    convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert all(c.bias is None or torch.count_nonzero(c.bias) == 0 for c in convs)
+    mix = m.decoder[0][0].mix  # DGA(64 -> 48): its 1x1 mix keeps the 64 input channels, fan_out 64
+    assert mix.weight.std().item() == pytest.approx((2.0 / 64) ** 0.5, rel=0.1)
+    norms = [mod for mod in m.modules() if isinstance(mod, torch.nn.GroupNorm)]
+    assert norms and all(n.num_groups == 4 and torch.all(n.weight == 1) and torch.all(n.bias == 0) for n in norms)
+    assert not any(isinstance(mod, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)) for mod in m.modules())
+    dsc = [mod for mod in m.modules() if isinstance(mod, DepthwiseSeparableConv)]
+    assert len(dsc) == 6 * 3 and all(isinstance(d.norm, torch.nn.GroupNorm) for d in dsc)  # 3 per DGA gate unit
+
+
+def test_malunet_bridge_is_the_official_combination():
+    """``SC_Att_Bridge``: ``s = SAB(t) t``, ``u = s + t``, ``out = CAB(u) u + s``, on each of the five skips."""
+    from usseg_monai.networks.malunet import MALUNet
+
+    torch.manual_seed(0)
+    m = MALUNet(1, 2, num_classes_cls=0).eval()
+    seen = {}
+    m.sab.register_forward_hook(lambda mod, inp, out: seen.update(t=inp[0], s_att=out) or None)
+    m.cab.register_forward_hook(lambda mod, inp, out: seen.update(u=inp[0], c_att=out) or None)
+    with torch.no_grad():
+        m(torch.randn(1, 1, 64, 64))
+    assert len(seen["t"]) == 5 and [t.shape[1] for t in seen["t"]] == [8, 16, 24, 32, 48]
+    for t, sa, u in zip(seen["t"], seen["s_att"], seen["u"]):
+        torch.testing.assert_close(u, t * sa + t)
+
+
+def test_shift_tokens_splits_channels_as_torch_chunk():
+    """The official splits the channels with ``torch.chunk`` (group size ``ceil(C / 5)``) and pairs the groups with
+    the shifts -2..2 in order: 12 channels make four groups of 3, shifted by -2, -1, 0, +1."""
+    x = torch.zeros(1, 12, 7, 1)
+    x[:, :, 3, 0] = 1.0
+    out = shift_tokens(x, 5, dim=2)
+    rows = [int(torch.nonzero(out[0, c, :, 0])[0]) for c in range(12)]
+    assert rows == [1] * 3 + [2] * 3 + [3] * 3 + [4] * 3
+    # along the width (dim 3) the same groups move left / right; nothing wraps around
+    y = torch.zeros(1, 5, 1, 4)
+    y[:, :, 0, 0] = 1.0
+    assert shift_tokens(y, 5, dim=3)[0, :, 0, :].sum(dim=1).tolist() == [0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("backbone", ["MALUNet", "UNeXt"])
+@pytest.mark.parametrize("head", [0, 3])
+def test_backbones_are_scriptable_and_exportable(backbone, head):
+    import usseg_monai.networks as nets
+
+    torch.manual_seed(0)
+    net = getattr(nets, backbone)(in_channels=2, out_channels=2, num_classes_cls=head).eval()
+    scripted = torch.jit.script(net)
+    for size in (64, 128):
+        x = torch.randn(1, 2, size, size)
+        with torch.no_grad():
+            eager, script = net(x), scripted(x)
+        eager = eager if isinstance(eager, tuple) else (eager,)
+        script = script if isinstance(script, tuple) else (script,)
+        assert len(eager) == len(script) == (2 if head else 1)
+        assert eager[0].shape == (1, 2, size, size)
+        for a, b in zip(eager, script):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    with pytest.raises(Exception, match="divisible by 32"):
+        scripted(torch.randn(1, 2, 48, 64))
+    if head == 0:
+        program = torch.export.export(net, (torch.randn(1, 2, 64, 64),))
+        x = torch.randn(1, 2, 64, 64)
+        with torch.no_grad():
+            torch.testing.assert_close(program.module()(x), net(x), atol=1e-5, rtol=0)

@@ -21,16 +21,34 @@ Rebuilt in #16 to the official architecture (JCruan519/MALUNet, ``models/malunet
 
 Parameters: 177,943 with ``in_channels=3, out_channels=1`` and no classification head, 177,808 with 1 / 2:
 both equal to the official model counted with its own file (``tests/test_networks_backbones.py`` pins them).
-Where we differ: the output is logits (the official applies a sigmoid: the losses here take logits); EA's second
-memory starts as the first's transpose but is trained as its own parameter (the official shares storage, see
-:class:`ExternalAttention`); SemiSeg-CAW's classification head on the bottleneck (global average pooling +
-linear, :attr:`MALUNet.num_classes_cls` outputs) and its two input channels (image + auxiliary lesion map) are
-SemiSeg-CAW's, not MALUNet's. 2D only, like the paper (inputs ``[B, C, x, y]``).
+With the official weights copied in (a scratch comparison, the official file outside the repository), the
+sigmoid of our output equals the official output (bit for bit on CPU), for 64x64 and 128x128 inputs, 3-in/1-out
+and 1-in/2-out.
+
+Where we still differ from the official code, and why:
+
+- the output is ``out_channels`` logits (the project's convention: 2 channels for a softmax over background /
+  lesion, or 1 for a sigmoid in the loss); the official returns ``sigmoid`` of one channel (``num_classes=1``);
+- EA's two memories are separate parameters from a tied start (see :class:`ExternalAttention`: what the
+  official training on a GPU does too; the official module tied by a shared view only until it is moved);
+- only ``split_att='fc'`` (the official default: one linear layer per stage in CAB); the official's 1D
+  convolution variant is not implemented; ``bridge=False`` drops both bridges, as the official;
+- SemiSeg-CAW's additions: the classification head on the bottleneck (global average pooling + linear,
+  :attr:`MALUNet.num_classes_cls` outputs, after the bottleneck's GELU) and two input channels (image + auxiliary
+  lesion map); ``num_classes_cls=0`` builds the plain MALUNet;
+- an input check (4D, both sizes divisible by 32: the official fails later on a skip whose size does not match);
+- module names (``encoder.3.0`` for ``encoder4.0``, ``sab`` / ``cab`` for ``scab.satt`` / ``scab.catt``) and the
+  construction order differ: the same state is reachable by a name mapping, not by ``load_state_dict``, and a
+  seed gives other draws from the same distributions;
+- loops written so that TorchScript compiles them (``torch.jit.script`` and ``torch.export`` both work).
+
+2D only, like the paper (inputs ``[B, C, x, y]``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Union
 
 import torch
 import torch.nn as nn
@@ -129,7 +147,9 @@ class DilatedGatedAttention(nn.Module):
         super().__init__()
         dilations = [int(d) for d in dilations]
         if dim_in % len(dilations) != 0 or dim_in % 4 != 0:
-            raise ValueError(f"DilatedGatedAttention: dim_in ({dim_in}) must be divisible by {len(dilations)} groups and by 4")
+            raise ValueError(
+                f"DilatedGatedAttention: dim_in ({dim_in}) must be divisible by {len(dilations)} groups and by 4"
+            )
         g = dim_in // len(dilations)
         self.branches = nn.ModuleList(
             [nn.Conv2d(g, g, kernel_size=3, padding=d, dilation=d, groups=g) for d in dilations]
@@ -142,7 +162,10 @@ class DilatedGatedAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         parts = torch.chunk(x, self.groups, dim=1)
-        y = torch.cat([conv(p) for conv, p in zip(self.branches, parts)], dim=1)
+        outs: list[torch.Tensor] = []
+        for i, conv in enumerate(self.branches):  # (a loop TorchScript can compile)
+            outs.append(conv(parts[i]))
+        y = torch.cat(outs, dim=1)
         return self.gau(F.gelu(self.mix(self.norm(y))))
 
 
@@ -152,10 +175,13 @@ class ExternalAttention(nn.Module):
 
     ``M_k`` maps the ``dim`` channels of every position to ``memory = 4 * dim`` units (bias-free), the attention is
     normalised twice (softmax over the positions, then each position to sum 1 over the units), ``M_v`` maps back.
-    The official code makes ``M_v``'s weight a transposed *view* of ``M_k``'s, so the two stay tied through
-    training; here ``M_v`` starts as the transpose of ``M_k`` (the official init: normal with std
-    ``sqrt(2 / dim)``) and both are trained as separate parameters (*our choice*: shared storage between two
-    parameters does not survive ``state_dict`` loading, DDP or export reliably). Parameter count as the official.
+    The official code makes ``M_v``'s weight a transposed *view* of ``M_k``'s storage, so its ``_init_weights``
+    leaves both equal to the last draw (``M_v``'s: normal with std ``sqrt(2 / dim)``), transposed. The view lasts
+    only until the first ``.cuda()`` / ``.to()`` / ``.double()`` (PyTorch's ``Module._apply`` gives each parameter
+    its own tensor; checked on the official module), and the official ``train.py`` calls ``model.cuda()``: there
+    the two memories are trained as separate parameters from a tied start. Here likewise: ``M_k`` starts as
+    ``M_v`` transposed (:meth:`tie_memories`) and both are their own parameters, on every device. Parameter
+    count as the official (both memories counted).
 
     Args:
         dim: channels (input = output), divisible by 4 (GroupNorm).
@@ -193,8 +219,8 @@ class SpatialAttentionBridge(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel_size=7, padding=9, dilation=3)
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        out = []
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        out: list[torch.Tensor] = []
         for t in feats:
             s = torch.cat([t.mean(dim=1, keepdim=True), t.amax(dim=1, keepdim=True)], dim=1)
             out.append(torch.sigmoid(self.conv(s)))
@@ -218,10 +244,13 @@ class ChannelAttentionBridge(nn.Module):
         self.mix = nn.Conv1d(1, 1, kernel_size=3, padding=1, bias=False)
         self.heads = nn.ModuleList([nn.Linear(total, w) for w in widths])
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         pooled = torch.cat([t.mean(dim=(2, 3)) for t in feats], dim=1)  # [B, total]
         mixed = self.mix(pooled.unsqueeze(1)).squeeze(1)
-        return [torch.sigmoid(h(mixed))[:, :, None, None] for h in self.heads]
+        out: list[torch.Tensor] = []
+        for head in self.heads:
+            out.append(torch.sigmoid(head(mixed))[:, :, None, None])
+        return out
 
 
 class MALUNet(nn.Module):
@@ -279,34 +308,43 @@ class MALUNet(nn.Module):
         self.final = nn.Conv2d(c[0], out_channels, kernel_size=1)
         self.num_classes_cls = int(num_classes_cls or 0)
         self.cls_head = nn.Linear(c[5], self.num_classes_cls) if self.num_classes_cls > 0 else None
+        self.divisor = int(type(self).divisor)  # an instance attribute: TorchScript reads no class attributes
         self.apply(_official_init)
         for m in self.modules():
             if isinstance(m, ExternalAttention):
                 m.tie_memories()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Segmentation logits, and class logits when the head is enabled.
 
         Raises:
             ValueError: the input is not 4D or a spatial size is not divisible by 32.
         """
         check_divisible("MALUNet", x, self.divisor)
-        skips = []
-        for stage, norm in zip(self.encoder[:5], self.encoder_norms):
+        skips: list[torch.Tensor] = []
+        for stage, norm in zip(self.encoder, self.encoder_norms):  # stages 1-5 (zip stops at the 5 norms)
             x = F.gelu(F.max_pool2d(norm(stage(x)), 2, 2))
             skips.append(x)
         x = F.gelu(self.encoder[5](x))  # bottleneck, 1/32, with the official GELU
         bottleneck = x
         if self.sab is not None and self.cab is not None:
             # the official SC_Att_Bridge: s = SAB(t) * t; u = s + t; out = CAB(u) * u + s
-            spatial = [t * a for t, a in zip(skips, self.sab(skips))]
-            summed = [sp + t for sp, t in zip(spatial, skips)]
-            skips = [u * a + sp for u, a, sp in zip(summed, self.cab(summed), spatial)]
+            s_att = self.sab(skips)
+            spatial: list[torch.Tensor] = []
+            summed: list[torch.Tensor] = []
+            for i in range(len(skips)):
+                spatial.append(skips[i] * s_att[i])
+                summed.append(spatial[i] + skips[i])
+            c_att = self.cab(summed)
+            skips = [summed[i] * c_att[i] + spatial[i] for i in range(len(summed))]
         # decoder stage 1 stays at 1/32 and adds the deepest skip; the others upsample x2 and add the next skip
-        x = F.gelu(self.decoder_norms[0](self.decoder[0](x))) + skips[4]
-        for i in range(1, 5):
-            x = self.decoder_norms[i](self.decoder[i](x))
-            x = F.gelu(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)) + skips[4 - i]
+        i = 0
+        for stage, norm in zip(self.decoder, self.decoder_norms):
+            x = norm(stage(x))
+            if i > 0:
+                x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+            x = F.gelu(x) + skips[4 - i]
+            i += 1
         seg = F.interpolate(self.final(x), scale_factor=2.0, mode="bilinear", align_corners=True)
         if self.cls_head is None:
             return seg

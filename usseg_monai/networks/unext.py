@@ -1,7 +1,8 @@
 """UNeXt, the second core network of SemiSeg-CAW, with an optional classification head.
 
-Written from the paper: Valanarasu & Patel, "UNeXt: MLP-based Rapid Medical Image Segmentation Network", MICCAI
-2022, pp. 23-33 (``methods.md`` section 2). Its parts (section 2 of the paper, Fig. 2):
+Valanarasu & Patel, "UNeXt: MLP-based Rapid Medical Image Segmentation Network", MICCAI 2022, pp. 23-33
+(``methods.md`` section 2). Written from the paper and, in #16, checked and fixed against the official code
+(jeya-maria-jose/UNeXt-pytorch ``archs.py``, ``UNext``). Its parts (section 2 of the paper, Fig. 2):
 
 - convolutional stage: three encoder blocks (3x3 convolution, batch normalisation, 2x2 max pooling, ReLU) with
   16, 32, 128 channels, mirrored in the decoder (3x3 convolution, batch normalisation, bilinear x2 upsampling,
@@ -25,12 +26,36 @@ zero biases; LayerNorm 1 / 0; convolutions normal with std ``sqrt(2 / fan_out)``
 groups``, zero biases); the convolutional stage keeps PyTorch's defaults, as there.
 
 Five stride-2 steps: spatial sizes must be divisible by 32. With ``in_channels=3, out_channels=1`` and no
-classification head the network has 1,471,921 parameters, the paper's 1.47 M. 2D only, like the paper.
+classification head the network has 1,471,921 parameters, the paper's 1.47 M and the official ``archs.UNext``
+counted with its own file. With the official weights copied in (a scratch comparison, the official file outside
+the repository) the outputs agree with the official model's to 1e-6 (float32 rounding of a different memory
+layout), in eval and train mode, for 64x64 and 128x128 inputs; swapping the two shifts makes them differ by 1e-2.
+
+Where we still differ from the official code, and why:
+
+- ``in_channels`` is honoured: the official first convolution is ``nn.Conv2d(3, 16, ...)`` whatever
+  ``input_channels`` says, so for 1 input channel / 2 classes it has 1,471,938 parameters and ours 1,471,650
+  (2 x 16 x 3 x 3 weights fewer); SemiSeg-CAW feeds 2 channels (image + auxiliary lesion map);
+- the output is ``out_channels`` logits (the project's convention: 2 channels for a softmax over background /
+  lesion); the official is the same final 1x1 convolution, trained with ``num_classes=1`` and a sigmoid in its
+  loss;
+- the LayerNorms the official applies after each shifted block (``norm3``, ``norm4``, ``dnorm3``, ``dnorm4``) are
+  :class:`ShiftedMLPBlock`'s ``norm_out``, and the tensors stay ``[B, C, H, W]`` between the token operations
+  (the official flattens to ``[B, N, C]``): the same computation; module names and the construction order differ
+  (the same state by a name mapping, other random draws for a seed);
+- no dropout / drop path (the official rates are 0 by default: identities); ``mlp_ratio`` 1 as the official
+  (its second shift reshapes with the input width, so it only runs with ``hidden == dim``; ours takes any);
+- SemiSeg-CAW's classification head on the bottleneck (``num_classes_cls=0``: none) and an input check (4D, both
+  sizes divisible by 32: the official fails later on a skip whose size does not match);
+- loops written so that TorchScript compiles them (``torch.jit.script`` and ``torch.export`` both work).
+
+2D only, like the paper.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Union
 
 import torch
 import torch.nn as nn
@@ -43,8 +68,9 @@ __all__ = ["UNeXt", "ShiftedMLP", "ShiftedMLPBlock", "OverlapPatchEmbed", "shift
 
 def token_init(m: nn.Module) -> None:
     """The official UNeXt ``_init_weights`` for one module (use with ``Module.apply``): ``nn.Linear`` weights
-    truncated normal (std 0.02, cut at +-2 in absolute value, as timm and torch do by default: in effect a normal), biases 0; ``nn.LayerNorm`` weight 1, bias 0; ``nn.Conv2d`` weights
-    normal with std ``sqrt(2 / fan_out)``, ``fan_out = k_h * k_w * out_channels / groups``, biases 0."""
+    truncated normal (std 0.02, cut at +-2 in absolute value, as timm and torch do by default: in effect a
+    normal), biases 0; ``nn.LayerNorm`` weight 1, bias 0; ``nn.Conv2d`` weights normal with std
+    ``sqrt(2 / fan_out)``, ``fan_out = k_h * k_w * out_channels / groups``, biases 0."""
     if isinstance(m, nn.Linear):
         nn.init.trunc_normal_(m.weight, std=0.02)
         if m.bias is not None:
@@ -67,7 +93,10 @@ def shift_tokens(x: torch.Tensor, shift_size: int, dim: int) -> torch.Tensor:
     pad = shift_size // 2
     padded = F.pad(x, (pad, pad, pad, pad))
     groups = torch.chunk(padded, shift_size, dim=1)
-    shifted = torch.cat([torch.roll(g, s, dims=dim) for g, s in zip(groups, range(-pad, pad + 1))], dim=1)
+    rolled: list[torch.Tensor] = []
+    for g, group in enumerate(groups):  # torch.chunk's groups (as the official), shifts -pad, -pad + 1, ...
+        rolled.append(torch.roll(group, g - pad, dims=dim))
+    shifted = torch.cat(rolled, dim=1)
     h, w = x.shape[2], x.shape[3]
     return shifted[:, :, pad : pad + h, pad : pad + w]
 
@@ -191,30 +220,34 @@ class UNeXt(nn.Module):
         self.final = nn.Conv2d(c[0], out_channels, kernel_size=1)
         self.num_classes_cls = int(num_classes_cls or 0)
         self.cls_head = nn.Linear(c[4], self.num_classes_cls) if self.num_classes_cls > 0 else None
+        self.divisor = int(type(self).divisor)  # an instance attribute: TorchScript reads no class attributes
 
     @staticmethod
     def _up(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Segmentation logits, and class logits when the head is enabled.
 
         Raises:
             ValueError: the input is not 4D or a spatial size is not divisible by 32.
         """
         check_divisible("UNeXt", x, self.divisor)
-        skips = []
+        skips: list[torch.Tensor] = []
         for conv, bn in zip(self.enc_convs, self.enc_bns):
             x = F.relu(F.max_pool2d(bn(conv(x)), 2, 2))
             skips.append(x)  # t1 (1/2), t2 (1/4), t3 (1/8)
-        x = self.block3(self.embed3(x))  # t4, 1/16
-        skips.append(x)
+        x = self.block3(self.embed3(x))  # t4, 1/16 (the official norm3 is the block's norm_out)
+        t4 = x
         x = self.block4(self.embed4(x))  # bottleneck, 1/32
         bottleneck = x
-        for i in range(4):
-            x = F.relu(self._up(self.dec_bns[i](self.dec_convs[i](x)))) + skips[3 - i]
-            if i < 2:
-                x = self.dec_blocks[i](x)
+        # the official decoder stages, unrolled as there (constant indices: TorchScript compiles them)
+        x = F.relu(self._up(self.dec_bns[0](self.dec_convs[0](x)))) + t4
+        x = self.dec_blocks[0](x)  # dblock1 + dnorm3
+        x = F.relu(self._up(self.dec_bns[1](self.dec_convs[1](x)))) + skips[2]
+        x = self.dec_blocks[1](x)  # dblock2 + dnorm4
+        x = F.relu(self._up(self.dec_bns[2](self.dec_convs[2](x)))) + skips[1]
+        x = F.relu(self._up(self.dec_bns[3](self.dec_convs[3](x)))) + skips[0]
         x = F.relu(self._up(self.dec_convs[4](x)))
         seg = self.final(x)
         if self.cls_head is None:
