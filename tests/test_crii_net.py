@@ -145,3 +145,35 @@ def test_errors():
         CoarseRefinedNet(spatial_dims=1)
     with pytest.raises(ValueError, match="training-mode output"):
         split_coarse_refined(torch.zeros(1, 2, 32, 32))
+
+
+@pytest.mark.parametrize("target", ["coarse", "refined", "both"])
+def test_unlabeled_only_batch_gradient_reaches_the_inference_head_only_when_asked(target):
+    """#16, on the network's parameters: with the labeled output computed without a graph, the loss's gradient comes
+    from the unlabeled weak and strong views alone. ``unlabeled_target="coarse"`` (the old behaviour) leaves the
+    refinement head, the one used at inference, without any gradient (``grad is None``: it is not in the graph,
+    the target is detached); ``"refined"`` / ``"both"`` give it a non-zero one. The shared encoder is trained from
+    unlabeled images in every setting."""
+    from usseg_monai.losses.crii_net import CRIINetLoss
+
+    torch.manual_seed(0)
+    net = CoarseRefinedNet(spatial_dims=2, channels=(4, 8), dropout=(0.0, 0.0)).train()
+    y = torch.zeros(2, 1, 16, 16)
+    y[:, :, 4:12, 4:12] = 1.0
+    with torch.no_grad():
+        out_l = net(torch.rand(2, 1, 16, 16))
+    u = torch.rand(2, 1, 16, 16)
+    out_u = net(torch.cat([u, (u + 0.1 * torch.randn_like(u)).clamp(0, 1)]))
+    weak, strong = out_u[:, :2], out_u[:, 2:]
+    loss = CRIINetLoss("crii_net", unlabeled_target=target, rampup_fraction=0.0)
+    loss(out_l, {"image": weak, "image_strong": strong}, {"label": y}, {})["loss"].backward()
+    head = {n: p for n, p in net.named_parameters() if n.startswith(("refine_block.", "refine_conv."))}
+    assert head
+    if target == "coarse":
+        assert all(p.grad is None or p.grad.abs().sum() == 0 for p in head.values())
+    else:
+        assert all(p.grad is not None for p in head.values())
+        assert net.refine_conv.conv.weight.grad.abs().sum() > 0
+        assert net.refine_block.conv1.conv.weight.grad.abs().sum() > 0
+    assert net.encoder[0].conv1.conv.weight.grad.abs().sum() > 0
+    assert net.out_conv.conv.weight.grad.abs().sum() > 0  # coarse head: its own term, or through softmax(P_c)

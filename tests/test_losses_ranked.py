@@ -402,3 +402,47 @@ def test_consistency_mask_reductions_and_errors():
         CoarseRefinedConsistencyLoss(loss="l1")
     with pytest.raises(ValueError, match="temperature"):
         CoarseRefinedConsistencyLoss(temperature=-1)
+
+
+# ---- patch side as a fraction of the input (#16) -----------------------------------------------------------------
+
+
+def test_resolve_patch_size_fraction_override_and_errors():
+    from usseg_monai.losses.ranked import DEFAULT_PATCH_FRACTION, resolve_patch_size
+
+    assert DEFAULT_PATCH_FRACTION == 0.0625
+    assert [resolve_patch_size((s, s))[0] for s in (64, 128, 256)] == [4, 8, 16]
+    assert resolve_patch_size((256, 128, 64)) == (16, 8, 4)  # anisotropic 3D: per axis
+    assert resolve_patch_size((20, 1)) == (2, 2)  # never below 2
+    assert resolve_patch_size((64, 64), patch_size=16, patch_fraction=0.5) == (16, 16)  # pixels win
+    assert resolve_patch_size((10,) * 3, patch_size=None, patch_fraction=1.0) == (10, 10, 10)
+    for bad in (0.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"patch_fraction must be in \(0, 1\]"):
+            resolve_patch_size((64, 64), patch_fraction=bad)
+    with pytest.raises(ValueError, match="patch_fraction must be a number"):
+        resolve_patch_size((64, 64), patch_fraction="0.1")
+    with pytest.raises(ValueError, match="both are None"):
+        resolve_patch_size((64, 64), patch_size=None, patch_fraction=None)
+    with pytest.raises(ValueError, match="has 3 value"):
+        resolve_patch_size((64, 64), patch_size=(4, 4, 4))
+    with pytest.raises(ValueError, match="patch_size values must be >= 1"):
+        resolve_patch_size((64, 64), patch_size=0)
+    with pytest.raises(ValueError, match="whole number"):
+        resolve_patch_size((64, 64), patch_size=2.5)
+    with pytest.raises(ValueError, match="spatial sizes must be >= 1"):
+        resolve_patch_size((64, 0))
+    # the losses take the patch from their input's size: at 32 px the default fraction gives 2 px patches
+    loss = IntraPatchRankedLoss(activation="none", reduction="none")
+    assert loss.patch_shape((32, 32)) == (2, 2) and loss.patch_shape((64, 64, 32)) == (4, 4, 2)
+    y = torch.zeros(1, 1, 32, 32, dtype=torch.float64)
+    y[..., 0, 0] = 1.0  # one lesion pixel: one mixed 2 x 2 patch by the fraction, one mixed 16 x 16 by pixels
+    s = torch.full((1, 32, 32), 0.9, dtype=torch.float64)  # background scores high, except next to the lesion
+    s[0, :2, :2] = 0.1
+    s[0, 0, 0] = 0.9
+    # 2 x 2 patch: the lesion (0.9) is 0.8 above its 3 neighbours (0.1): every hinge is 0
+    torch.testing.assert_close(loss(_probs(s), y), torch.zeros(1, dtype=torch.float64))
+    # 16 x 16 patch: 252 of its 255 background pixels score as the lesion: 252 hinges of 0.5 (all 255 pairs exact)
+    by_pixels = IntraPatchRankedLoss(patch_size=16, max_pairs=256, activation="none", reduction="none")
+    torch.testing.assert_close(by_pixels(_probs(s), y), torch.tensor([252 * 0.5 / 255], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"InterPatchRankedLoss: patch_fraction must be in \(0, 1\]"):
+        InterPatchRankedLoss(patch_fraction=0.0)
