@@ -29,13 +29,33 @@ views is the same tissue. :class:`CRIINetLoss` computes, by ``method``:
     ``CRII-Net, unlabeled signal to both heads``) decides;
 - ``"mean_teacher"`` (Tarvainen & Valpola 2017; output ``[2, B, C, ...]``, student and teacher):
   ``L = S(student, y) + lambda(t) MSE(softmax(student(strong)), softmax(teacher(weak)))``;
+- ``"cps"`` (cross pseudo supervision: Chen, Yuan, Zeng & Wang, "Semi-Supervised Semantic Segmentation with Cross
+  Pseudo Supervision", CVPR 2021, section 3.1; output ``[2, B, C, ...]`` of
+  :class:`~usseg_monai.networks.crii_net.CrossPseudoNet`: two PyMIC UNets of the same architecture, initialised
+  differently, index 0 the network used at inference): with ``Y_k = argmax_c P_k`` the hard (one-hot) pseudo-label
+  of network ``k``, which carries no gradient,
+
+  ``L = S(P_1, y) + S(P_2, y) + lambda(t) (L_cps^l + L_cps^u)``, ``L_cps = CE(P_1, Y_2) + CE(P_2, Y_1)``,
+
+  the paper's eq. (4) ``L = L_s + lambda L_cps`` with ``L_s`` of eq. (2) (both networks supervised on the labeled
+  images), ``L_cps^u`` of eq. (3) on the unlabeled images and ``L_cps^l``, defined "in the same way", on the
+  labeled ones (``L_cps = L_cps^l + L_cps^u``: every image). Each ``CE`` is the mean over batch and pixels
+  (:func:`cross_pseudo_supervision`). *Our choices* (neither the CRII-Net paper nor the CPS paper fixes them for
+  this setting): ``S`` is Dice + CE, the supervised loss of every few-masks method (the CPS paper uses CE alone);
+  ``lambda(t)`` is the ramped unsupervised weight shared by the other methods (``consistency_weight`` 1.0 with the
+  sigmoid ramp over ``rampup_fraction`` 0.4 of the run; the CPS paper uses a constant 1.5 on PASCAL VOC and 6 on
+  Cityscapes, without ramp); ``L_cps^u`` is the mean over the two unlabeled views (weak and strong), each network
+  supervised by the other's pseudo-label *of the same view* (the paper feeds both networks the same image); the
+  two networks' initialisations are two draws of PyTorch's default initialisation (the paper: two different
+  random initialisations of the segmentation heads, on ImageNet-pretrained backbones);
 - ``"labeled_only"`` (a plain network): ``L = S(z, y)``.
 
 ``lambda(t) = consistency_weight * sigmoid_rampup(t, T, rampup_fraction)``
 (:func:`usseg_monai.engines.sigmoid_rampup`: ``exp(-5 (1 - x)^2)``, full weight after ``rampup_fraction`` of the
 run). The result: ``loss``, the terms (``sup``, ``intra``, ``inter``, ``consistency``, ``consistency_refined``,
-``consistency_weight``, by method) and ``pred`` (the labeled prediction of the network used at inference: refined,
-student or plain logits).
+``cps_labeled``, ``cps_unlabeled``, ``consistency_weight``, by method; for ``"cps"`` ``consistency`` is
+``L_cps``) and ``pred`` (the labeled prediction of the network used at inference: refined, student, first network
+or plain logits).
 """
 
 from __future__ import annotations
@@ -44,6 +64,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
 from usseg_monai.engines.semi_supervised import sigmoid_rampup
@@ -51,12 +72,33 @@ from usseg_monai.engines.semi_supervised import sigmoid_rampup
 from .consistency import CoarseRefinedConsistencyLoss
 from .ranked import DEFAULT_PATCH_FRACTION, InterPatchRankedLoss, IntraPatchRankedLoss
 
-__all__ = ["CRIINetLoss", "FEW_MASK_LOSS_METHODS", "UNLABELED_TARGETS"]
+__all__ = ["CRIINetLoss", "FEW_MASK_LOSS_METHODS", "UNLABELED_TARGETS", "cross_pseudo_supervision"]
 
-FEW_MASK_LOSS_METHODS = ("crii_net", "mean_teacher", "labeled_only")
+FEW_MASK_LOSS_METHODS = ("crii_net", "mean_teacher", "cps", "labeled_only")
 
 #: which CRII-Net heads the unlabeled consistency pulls towards the refined target (see the module docstring)
 UNLABELED_TARGETS = ("coarse", "refined", "both")
+
+
+def cross_pseudo_supervision(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``CE(P_1, argmax P_2) + CE(P_2, argmax P_1)``, each the mean over batch and pixels (CPS, Chen et al., CVPR
+    2021, eq. (3) for one set of images).
+
+    ``first`` / ``second``: ``[B, C, *spatial]`` logits of the two networks on the same images. The pseudo-labels
+    are hard (argmax over the classes) and carry no gradient: each network is trained only through its own
+    prediction. Ties of the argmax go to the lowest class index (``torch.argmax``).
+
+    Raises:
+        ValueError: the two tensors differ in shape or are not ``[B, C, *spatial]``.
+    """
+    if first.ndim < 3 or first.shape != second.shape:
+        raise ValueError(
+            "cross_pseudo_supervision: two [B, C, *spatial] logits of the same shape expected, got "
+            f"{list(first.shape)} and {list(second.shape)}"
+        )
+    pseudo_1 = first.detach().argmax(dim=1)
+    pseudo_2 = second.detach().argmax(dim=1)
+    return F.cross_entropy(first, pseudo_2) + F.cross_entropy(second, pseudo_1)
 
 
 def _pair(output: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,9 +111,9 @@ class CRIINetLoss(nn.Module):
     """The objective of one few-masks method (see the module docstring).
 
     Args:
-        method: ``"crii_net"``, ``"mean_teacher"`` or ``"labeled_only"``.
+        method: ``"crii_net"``, ``"mean_teacher"``, ``"cps"`` or ``"labeled_only"``.
         intra_weight, inter_weight: weights of the intra- and inter-patch ranked losses (CRII-Net).
-        consistency_weight: the maximum unsupervised weight ``lambda``.
+        consistency_weight: the maximum unsupervised weight ``lambda`` (CRII-Net, mean teacher and CPS alike).
         rampup_fraction: fraction of the run over which ``lambda`` ramps up.
         temperature: sharpening temperature of the CRII-Net consistency target.
         patch_size: patch side (pixels/voxels; one int or one per axis) of both ranked losses; when given it
@@ -157,6 +199,18 @@ class CRIINetLoss(nn.Module):
             total = sup + lam * cons
             return {"loss": total, "sup": sup.detach(), "consistency": cons.detach(),
                     "consistency_weight": torch.tensor(lam), "pred": student.detach()}  # fmt: skip
+        if self.method == "cps":
+            first, second = _pair(labeled_output, "cps")
+            sup = self.supervised(first, y) + self.supervised(second, y)
+            cps_l = cross_pseudo_supervision(first, second)
+            views = [v for v in (weak, strong) if v is not None]
+            cps_u = zero
+            if views:
+                cps_u = sum(cross_pseudo_supervision(*_pair(v, "cps")) for v in views) / len(views)
+            cps = cps_l + cps_u
+            total = sup + lam * cps
+            return {"loss": total, "sup": sup.detach(), "consistency": cps.detach(), "cps_labeled": cps_l.detach(),
+                    "cps_unlabeled": cps_u.detach(), "consistency_weight": torch.tensor(lam), "pred": first.detach()}  # fmt: skip
         coarse, refined = _pair(labeled_output, "crii_net")
         sup = self.supervised(coarse, y) + self.supervised(refined, y)
         intra = self.intra(refined, y) if self.intra_weight > 0 else zero

@@ -44,7 +44,17 @@ from monai.networks.blocks import Convolution
 
 from usseg_monai.networks.unet import DEFAULT_CHANNELS, DEFAULT_DROPOUT, PyMICConvBlock, PyMICUNet
 
-__all__ = ["CoarseRefinedNet", "split_coarse_refined", "CRII_INFERENCE_MODES", "make_few_mask_network", "FEW_MASK_METHODS"]
+__all__ = [
+    "CoarseRefinedNet",
+    "split_coarse_refined",
+    "CRII_INFERENCE_MODES",
+    "CrossPseudoNet",
+    "CPS_INFERENCE",
+    "make_few_mask_network",
+    "FEW_MASK_METHODS",
+    "inference_network",
+    "checkpoint_modules",
+]
 
 #: what :class:`CoarseRefinedNet` returns in eval mode
 CRII_INFERENCE_MODES = ("refined", "coarse")
@@ -134,8 +144,84 @@ class CoarseRefinedNet(PyMICUNet):
         return refined
 
 
+#: what :class:`CrossPseudoNet` returns in eval mode
+CPS_INFERENCE = ("first", "second")
+
+
+class CrossPseudoNet(nn.Module):
+    """The two networks of cross pseudo supervision (Chen et al., "Semi-Supervised Semantic Segmentation with Cross
+    Pseudo Supervision", CVPR 2021, section 3.1, eq. (1): ``P_1 = f(X; theta_1)``, ``P_2 = f(X; theta_2)``, the
+    same architecture with different initialisations).
+
+    - **training mode**: ``forward(x)`` returns ``[2, B, C, *spatial]``: index 0 the first network's logits,
+      index 1 the second's, both with gradients (the convention of :class:`CoarseRefinedNet` and
+      :class:`~usseg_monai.networks.mean_teacher.MeanTeacherNet`, so the semi-supervised engine splits it along
+      dimension 1); the cross supervision is :class:`usseg_monai.losses.crii_net.CRIINetLoss` ``method="cps"``;
+    - **eval mode**: the ``inference`` network's logits ``[B, C, *spatial]`` (``"first"``, default: the paper
+      evaluates one of the two networks).
+
+    The bundles save and export only the network used at inference (:func:`inference_network`; the second one is
+    kept for resuming under the checkpoint key ``"peer"``, :func:`checkpoint_modules`), so that inference, the
+    ``.pt2`` / TorchScript exports and MONAI Label see a plain :class:`~usseg_monai.networks.unet.PyMICUNet`.
+
+    Args:
+        first: the network used at inference.
+        second: its peer; must be a different object (built separately, so that its initial weights are another
+            draw of the random initialisation).
+        inference: ``"first"`` or ``"second"``.
+    """
+
+    def __init__(self, first: nn.Module, second: nn.Module, inference: str = "first") -> None:
+        super().__init__()
+        if first is second:
+            raise ValueError("CrossPseudoNet: first and second must be two networks (two initialisations), got one")
+        if inference not in CPS_INFERENCE:
+            raise ValueError(f"CrossPseudoNet: inference must be one of {CPS_INFERENCE}, got {inference!r}")
+        self.first = first
+        self.second = second
+        self.inference = inference
+        self.divisor = int(getattr(first, "divisor", 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Training mode: ``[2, B, C, *spatial]`` (first, second); eval mode: the ``inference`` network's logits."""
+        if self.training:
+            return torch.stack((self.first(x), self.second(x)), dim=0)
+        if self.inference == "second":
+            return self.second(x)
+        return self.first(x)
+
+    def inference_module(self) -> nn.Module:
+        """The network eval-mode ``forward`` runs (``first`` or ``second``)."""
+        return self.second if self.inference == "second" else self.first
+
+    def peer_module(self) -> nn.Module:
+        """The other network, used only in training."""
+        return self.first if self.inference == "second" else self.second
+
+
+def _bare(network: nn.Module) -> nn.Module:
+    return network.module if hasattr(network, "module") and isinstance(network.module, nn.Module) else network
+
+
+def inference_network(network: nn.Module) -> nn.Module:
+    """The module whose weights a bundle saves as ``model`` (``model.pt``, ``checkpoint.pt["model"]``) and that its
+    ``inference.json`` builds: the inference network of a :class:`CrossPseudoNet`, the network itself otherwise
+    (a ``DistributedDataParallel`` wrapper is unwrapped for a :class:`CrossPseudoNet`)."""
+    bare = _bare(network)
+    return bare.inference_module() if isinstance(bare, CrossPseudoNet) else network
+
+
+def checkpoint_modules(network: nn.Module) -> dict[str, nn.Module]:
+    """The network part of a bundle's full checkpoint: ``{"model": inference_network(network)}``, plus ``"peer"``
+    (the second network, needed to resume) for a :class:`CrossPseudoNet`."""
+    bare = _bare(network)
+    if isinstance(bare, CrossPseudoNet):
+        return {"model": bare.inference_module(), "peer": bare.peer_module()}
+    return {"model": network}
+
+
 #: the methods of the few-masks protocol that the CRII-Net bundles train (``method`` key)
-FEW_MASK_METHODS = ("crii_net", "mean_teacher", "labeled_only")
+FEW_MASK_METHODS = ("crii_net", "mean_teacher", "cps", "labeled_only")
 
 
 def make_few_mask_network(
@@ -147,13 +233,19 @@ def make_few_mask_network(
     dropout: Sequence[float] = DEFAULT_DROPOUT,
     upsample: str = "linear",
     ema_decay: float = 0.99,
+    for_inference: bool = False,
 ) -> nn.Module:
     """The network of one few-masks method on the same PyMIC UNet backbone.
 
     ``"crii_net"``: :class:`CoarseRefinedNet`; ``"mean_teacher"``:
-    :class:`~usseg_monai.networks.mean_teacher.MeanTeacherNet` around a :class:`PyMICUNet`; ``"labeled_only"``: the
-    :class:`PyMICUNet` alone (the supervised-on-the-labeled-part baseline). Every one returns ``[B, C, *spatial]``
-    logits in eval mode.
+    :class:`~usseg_monai.networks.mean_teacher.MeanTeacherNet` around a :class:`PyMICUNet`; ``"cps"``:
+    :class:`CrossPseudoNet` of two :class:`PyMICUNet` built one after the other (two draws of the initialisation);
+    ``"labeled_only"``: the :class:`PyMICUNet` alone (the supervised-on-the-labeled-part baseline). Every one returns
+    ``[B, C, *spatial]`` logits in eval mode.
+
+    ``for_inference=True`` (the bundles' ``inference.json``) builds what the bundle saves as ``model``
+    (:func:`inference_network`): for ``"cps"`` one :class:`PyMICUNet` (the second network is neither saved as the
+    model nor exported); the other methods are unchanged.
 
     Raises:
         ValueError: an unknown method.
@@ -166,6 +258,11 @@ def make_few_mask_network(
         return CoarseRefinedNet(**kw)
     if method == "mean_teacher":
         return MeanTeacherNet(PyMICUNet(**kw), decay=ema_decay)
+    if method == "cps":
+        if for_inference:
+            return PyMICUNet(**kw)
+        first = PyMICUNet(**kw)
+        return CrossPseudoNet(first, PyMICUNet(**kw))
     if method == "labeled_only":
         return PyMICUNet(**kw)
     raise ValueError(f"unknown few-masks method {method!r}; choose one of {FEW_MASK_METHODS}")
