@@ -43,9 +43,9 @@ def test_plan_lists_every_protocol_and_shares_the_reference():
     ids = [r.run_id for r in plan]
     assert ids.count("malunet_full") == 2 and ids.count("unext_full") == 2
     few = [r for r in plan if r.protocol.startswith("few_masks (4%")]
-    assert [r.overrides.get("method") for r in few] == ["labeled_only", "mean_teacher", "crii_net", "crii_net", None]
-    assert few[3].overrides["unlabeled_target"] == "both" and "unlabeled_target" not in few[2].overrides
-    assert {r.train_variant for r in few[:4]} == {"labeled:0.04"} and {r.recipe for r in few} == {"project"}
+    assert [r.overrides.get("method") for r in few] == ["labeled_only", "mean_teacher", "cps", "crii_net", "crii_net", None]
+    assert few[4].overrides["unlabeled_target"] == "both" and "unlabeled_target" not in few[3].overrides
+    assert {r.train_variant for r in few[:5]} == {"labeled:0.04"} and {r.recipe for r in few} == {"project"}
     # the reference UNet under the project recipe: the calipers table and both few-mask tables, one training
     assert ids.count("unet_full-project") == 3 and ids.count("unet_full-crbnet_official") == 1
     plan3 = plan_suite(["calipers", "few_masks"], 3)
@@ -225,7 +225,7 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path):
         ("PhantomA", CAL_PROJECT), ("PhantomA", CAL_OFFICIAL), ("PhantomB", "class_labels (2 class-only)"),
         ("PhantomA", "few_masks (50% masks)"),
     }  # fmt: skip
-    assert len(merged["runs"]) == 23
+    assert len(merged["runs"]) == 24
     # the few-masks reference is the calipers table's project-recipe UNet, not trained again
     few = [r for r in merged["runs"] if r["protocol"] == "few_masks (50% masks)"]
     assert few[-1]["run_id"] == "unet_full-project"

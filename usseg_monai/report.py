@@ -220,7 +220,7 @@ def target_rows(runs: Sequence[Mapping[str, Any]]) -> list[list[str]]:
             if d is None or d.get("mean") is None:
                 continue
             target = f"{'>' if strict else '>='} {margin:+.2f}"
-            vs = best if len(others) == 1 else f"{best} (best of {', '.join(present)})"
+            vs = best if len(present) == 1 else f"{best} (best of {', '.join(present)})"
             rows.append([
                 dataset, protocol, method, vs, target,
                 f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]", target_verdict(d, margin, strict),

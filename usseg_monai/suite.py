@@ -14,7 +14,7 @@ seed and test section for every run):
   (BUSI 100; DDTI 48, 96, 144 in the paper); the partitions are written with
   :func:`usseg_monai.data.prepared.split_datalist` (seeded). 2D only; the bundle's own recipe (one bundle).
 - ``few_masks`` (CRII-Net's), under the project recipe: at every ``--fractions`` value (4% and 10%) the labeled
-  part alone, a mean teacher, CRII-Net, and CRII-Net with the unlabeled signal also on its inference head (the
+  part alone, a mean teacher, cross pseudo supervision, CRII-Net, and CRII-Net with the unlabeled signal also on its inference head (the
   ``unlabeled_target`` ablation); with the reference UNet on all masks.
 - the measurement protocol (long/short axis and aspect-ratio errors, taller-than-wide agreement of each
   method's predicted masks) is part of every run's results and of every table.
@@ -68,7 +68,7 @@ CLAIMS: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {
     ),
     "few_masks": (
         "CRII-Net beats semi-supervised baselines with few masks (+7.49% Dice at 4%, Du et al. 2023)",
-        [("CRII-Net", ["labeled only", "mean teacher"])],
+        [("CRII-Net", ["labeled only", "mean teacher", "cross pseudo supervision"])],
     ),
 }
 
@@ -83,7 +83,7 @@ TARGETS: dict[str, list[tuple[str, list[str], float, bool]]] = {
     ],
     "class_labels": [(f"SemiSeg-CAW ({name})", [f"{name}, reduced masks"], 0.02, False) for _, name in BACKBONES],
     "few_masks": [
-        ("CRII-Net", ["mean teacher"], 0.07, False),
+        ("CRII-Net", ["mean teacher", "cross pseudo supervision"], 0.07, False),
         ("CRII-Net", ["labeled only"], 0.0, True),
     ],
 }
@@ -197,6 +197,7 @@ def plan_suite(
             runs += [
                 RunSpec(f"crii_labeled_only_{tag}-{rname}", method="labeled only", overrides={"method": "labeled_only"}, **base),
                 RunSpec(f"crii_mean_teacher_{tag}-{rname}", method="mean teacher", overrides={"method": "mean_teacher"}, **base),
+                RunSpec(f"crii_cps_{tag}-{rname}", method="cross pseudo supervision", overrides={"method": "cps"}, **base),
                 RunSpec(f"crii_net_{tag}-{rname}", method="CRII-Net", overrides={"method": "crii_net"}, **base),
                 # the ablation of #16: the unlabeled signal also reaches the refinement head used at inference
                 RunSpec(
