@@ -31,6 +31,7 @@ from typing import Any
 
 from usseg_monai.data.io import DatasetError
 from usseg_monai.data.splits import SplitOptions
+from usseg_monai.logs import filter_known_warnings
 
 __all__ = [
     "SUBCOMMANDS",
@@ -486,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("usseg_monai").setLevel(level)
+    filter_known_warnings(own_configs=True)  # MONAI's known-harmless notices only; see usseg_monai/logs.py
     try:
         return int(args.func(args) or 0)
     except (DatasetError, ValueError) as e:
