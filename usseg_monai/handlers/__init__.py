@@ -1,6 +1,10 @@
-"""usseg_monai.handlers: ignite handlers that MONAI lacks (per-case metrics in physical units, class probabilities)."""
+"""usseg_monai.handlers: ignite handlers that MONAI lacks.
+
+Per-case metrics in physical units, class probabilities, a note on runs too short to learn.
+"""
 
 from .case_metric import CaseMetricHandler, spacing_of
 from .class_probabilities import ClassProbabilityWriter, read_class_probabilities
+from .short_run import ShortRunNote
 
-__all__ = ["CaseMetricHandler", "spacing_of", "ClassProbabilityWriter", "read_class_probabilities"]
+__all__ = ["CaseMetricHandler", "spacing_of", "ClassProbabilityWriter", "read_class_probabilities", "ShortRunNote"]
