@@ -292,6 +292,10 @@ def test_evaluate_metrics_at_original_resolution(trained):
     assert set(summary["metrics"]) == set(CASE_METRICS)
     for name in CASE_METRICS:
         assert (out / f"{name}_raw.csv").is_file() and (out / f"{name}_summary.csv").is_file()
+        # the lesion column is named after the bundle's label (channel_def "1"), not MONAI's "class0"
+        assert (out / f"{name}_raw.csv").read_text().splitlines()[0] == "filename,lesion,mean"
+        summary_rows = [r.split(",")[0] for r in (out / f"{name}_summary.csv").read_text().splitlines()]
+        assert summary_rows == ["class", "lesion", "mean"]
     datalist = json.loads((dataset / "datalist.json").read_text())
     names = [Path(i["image"]).name for i in datalist["test"]]
     per_case = {m: _read_case_csv(out / f"{m}_raw.csv") for m in CASE_METRICS}

@@ -36,6 +36,7 @@ def test_known_warnings_silenced_others_kept() -> None:
         warnings.warn("the ground truth of class 0 is all 0, this may result in nan/inf distance.", UserWarning)
         warnings.warn("NvImgCodecPydicomReader: nvImageCodec decoder plugin did not register successfully.")
         np.nanmean(np.array([np.nan]))  # RuntimeWarning: Mean of empty slice
+        np.nanstd(np.array([np.nan]))  # RuntimeWarning: Degrees of freedom <= 0 for slice
         warnings.warn("a warning the user must see", UserWarning)
         warnings.warn("Mean of empty slice, but as a UserWarning", UserWarning)  # category must match too
 

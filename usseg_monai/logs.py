@@ -9,8 +9,9 @@ A CPU run of any bundle prints, without these filters, thousands of lines that c
 - MONAI's surface-distance helpers: "the ground truth / prediction of class N is all 0, this may result in nan/inf
   distance." Our evaluate configs record empty cases themselves (``summary.json``: ``cases_with_empty_label`` and
   the empty-label policy), so the per-case warning repeats what the summary states.
-- numpy's "Mean of empty slice" from averaging a metric column that is NaN for every case (the same empty-label
-  policy; the NaN is kept in the CSV and the summary).
+- numpy's "Mean of empty slice" / "Degrees of freedom <= 0 for slice" from ``MetricsSaver``'s summary of a metric
+  column that is NaN for every case, or has one value (the same empty-label policy; the NaN is kept in the CSV and
+  the summary).
 - MONAI's deprecation of ``get_mask_edges(always_return_as_numpy=...)``, which MONAI's own surface-distance
   metrics still pass (MONAI 1.5; nothing a user can change).
 - The bundle-config notice "parsing config_file ...: any "_target_" value ... GHSA-873f-pvrv-4x83", only where our
@@ -34,6 +35,7 @@ KNOWN_HARMLESS_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     (r"NvImgCodecPydicomReader: nvImageCodec decoder plugin did not register", UserWarning),
     (r"the (ground truth|prediction) of class .* is all 0, this may result in nan/inf distance", UserWarning),
     (r"Mean of empty slice", RuntimeWarning),
+    (r"Degrees of freedom <= 0 for slice", RuntimeWarning),
     (r"monai\.metrics\.utils get_mask_edges:always_return_as_numpy: Argument", FutureWarning),
 )
 #: The config-parsing notice, silenced only for configs this project ships (``own_configs=True``).

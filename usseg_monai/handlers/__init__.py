@@ -1,10 +1,20 @@
 """usseg_monai.handlers: ignite handlers that MONAI lacks.
 
-Per-case metrics in physical units, class probabilities, a note on runs too short to learn.
+Per-case metrics in physical units, metric reports with the label's name, class probabilities, a note on runs
+too short to learn.
 """
 
 from .case_metric import CaseMetricHandler, spacing_of
 from .class_probabilities import ClassProbabilityWriter, read_class_probabilities
+from .metrics_saver import LabeledMetricsSaver, relabel_metric_reports
 from .short_run import ShortRunNote
 
-__all__ = ["CaseMetricHandler", "spacing_of", "ClassProbabilityWriter", "read_class_probabilities", "ShortRunNote"]
+__all__ = [
+    "CaseMetricHandler",
+    "spacing_of",
+    "ClassProbabilityWriter",
+    "read_class_probabilities",
+    "LabeledMetricsSaver",
+    "relabel_metric_reports",
+    "ShortRunNote",
+]
