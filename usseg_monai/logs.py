@@ -16,7 +16,8 @@ A CPU run of any bundle prints, without these filters, thousands of lines that c
   metrics still pass (MONAI 1.5; nothing a user can change).
 - The bundle-config notice "parsing config_file ...: any "_target_" value ... GHSA-873f-pvrv-4x83", only where our
   own code parses the bundles this project ships (:func:`filter_known_warnings` with ``own_configs=True``, e.g. the
-  ``usseg`` CLI). A user's ``python -m monai.bundle run`` keeps it: it is a security notice about *their* configs.
+  ``usseg`` CLI; ``scripts/main.sh`` sets ``PYTHONWARNINGS`` for that one message). A user's own
+  ``python -m monai.bundle run`` keeps it: it is a security notice about *their* configs.
 
 :func:`filter_known_warnings` is called by the ``usseg`` CLI and from every bundle config's ``initialize``; the
 bundles' ``logging.conf`` also raises the nvImageCodec logger to ERROR, so a plain ``monai.bundle run`` is quiet
