@@ -50,8 +50,10 @@ def _blocks() -> list[tuple[str, str]]:
     return out
 
 
-def test_the_reference_bundle_readme_has_a_runnable_block() -> None:
-    assert any(name.startswith("bundles/unet_us_2d_segmentation/") for name, _ in _blocks())
+def test_the_reference_bundle_readmes_have_a_runnable_block() -> None:
+    names = [name for name, _ in _blocks()]
+    for bundle in ("unet_us_2d_segmentation", "unet_us_3d_segmentation"):
+        assert any(n.startswith(f"bundles/{bundle}/") for n in names), bundle
 
 
 @pytest.mark.slow
@@ -70,9 +72,10 @@ def test_runnable_block_runs_in_a_fresh_copy(name: str, block: str, tmp_path: Pa
     script = "set -euo pipefail\n" + smoke_epochs(block)
     proc = subprocess.run(["bash", "-c", script], cwd=copy, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{name} failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    if name.startswith("bundles/unet_us_2d_segmentation/"):
-        models = copy / "outputs" / "unet_us_2d_segmentation" / "models"
-        assert {p.name for p in models.iterdir()} >= {"model.pt", "checkpoint.pt", "model.ts", "model.pt2"}
-        eval_dir = copy / "outputs" / "unet_us_2d_segmentation" / "eval"
-        assert (eval_dir / "dice_raw.csv").read_text().startswith("filename,lesion,mean")
-        assert list(eval_dir.glob("*_seg.png")) and (eval_dir / "measurements.csv").is_file()
+    for bundle, mask in (("unet_us_2d_segmentation", "*_seg.png"), ("unet_us_3d_segmentation", "*_seg.nii.gz")):
+        if name.startswith(f"bundles/{bundle}/"):
+            models = copy / "outputs" / bundle / "models"
+            assert {p.name for p in models.iterdir()} >= {"model.pt", "checkpoint.pt", "model.ts", "model.pt2"}
+            eval_dir = copy / "outputs" / bundle / "eval"
+            assert (eval_dir / "dice_raw.csv").read_text().startswith("filename,lesion,mean")
+            assert list(eval_dir.glob(mask)) and (eval_dir / "measurements.csv").is_file()
