@@ -48,8 +48,8 @@ class ShortRunNote:
             return None
         return (
             f"best validation metric {best:.3f} after {epochs} epoch(s) / {iterations} iteration(s): this is "
-            f"expected for a run this short (a smoke run), not a fault; the bundle README gives the epochs at which "
-            f"it learns (metric below {self.min_metric:g})"
+            f"expected for a run this short (a smoke run), not a fault; train longer (e.g. the bundle's default "
+            f"max_epochs) before judging the model (metric below {self.min_metric:g})"
         )
 
     def __call__(self, engine: Engine) -> None:
