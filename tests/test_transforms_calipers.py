@@ -22,6 +22,8 @@ from usseg_monai.transforms import (
     CaliperPseudoLabelsd,
     CalipersFromMask,
     CalipersFromMaskd,
+    ConstrainToCalipers,
+    ConstrainToCalipersd,
     LoadCalipers,
     LoadCalipersd,
     MeasureLesion,
@@ -344,3 +346,46 @@ def test_load_calipers_falls_back_to_the_mask_only_without_a_caliper_file(tmp_pa
         LoadCalipersd("calipers")({"image": image, "label": str(tmp_path / "m.png")})
     with pytest.raises(DatasetError, match="differs from the image"):
         t({"image": MetaTensor(torch.zeros(1, 40, 50)), "label": str(tmp_path / "m.png")})
+
+
+@pytest.mark.parametrize("nd, spacing", [(2, (0.5, 0.8)), (3, (0.7, 0.7, 2.0))])
+def test_constrain_to_calipers_lies_between_conservative_and_radical(nd, spacing, tmp_path):
+    """(mask | conservative) & radical: a full mask becomes the radical label, an empty one the conservative
+    label, a random one keeps its own voxels in between; metadata and dtype are kept."""
+    d = CalipersFromMaskd("label")(item(nd, spacing))
+    ann = d["calipers"]
+    labels = CaliperPseudoLabels()(ann, d["image"])
+    cons, rad = labels[0].bool(), labels[1].bool()
+    assert cons.any() and (rad & ~cons).any()
+    op = ConstrainToCalipers()
+    full = MetaTensor(torch.ones_like(d["label"], dtype=torch.uint8), affine=d["label"].affine)
+    out = op(full, ann)
+    assert isinstance(out, MetaTensor) and out.dtype == torch.uint8 and torch.equal(out.affine, full.affine)
+    assert torch.equal(out[0].bool(), rad)
+    assert torch.equal(op(torch.zeros_like(full), ann)[0].bool(), cons)
+    rnd = (torch.rand(full.shape, generator=torch.Generator().manual_seed(0)) > 0.5).to(torch.uint8)
+    got = op(rnd, ann)[0].bool()
+    assert torch.equal(got & ~rad, torch.zeros_like(got)) and torch.equal(got & cons, cons)
+    between = rad & ~cons
+    assert torch.equal(got[between], rnd[0].bool()[between])
+    # dictionary form: from a JSON path, from the annotation, off, absent
+    path = save_calipers(tmp_path / "c.json", ann)
+    assert torch.equal(ConstrainToCalipersd("pred")({"pred": full, "calipers": str(path)})["pred"][0].bool(), rad)
+    assert torch.equal(ConstrainToCalipersd("pred")({"pred": full, "calipers": ann})["pred"][0].bool(), rad)
+    assert ConstrainToCalipersd("pred", enabled=False)({"pred": full, "calipers": ann})["pred"] is full
+    assert ConstrainToCalipersd("pred")({"pred": full})["pred"] is full
+    assert ConstrainToCalipersd("pred")({"pred": full, "calipers": ""})["pred"] is full
+    # no lesion in the annotation: unchanged
+    empty = CaliperAnnotation(ann.spacing, ann.image_shape, [])
+    assert op(rnd, empty) is rnd
+
+
+def test_constrain_to_calipers_errors(tmp_path):
+    d = CalipersFromMaskd("label")(item(2, (0.5, 0.8)))
+    ann = d["calipers"]
+    with pytest.raises(DatasetError, match=r"made for an image of shape \[48, 40\].*\[40, 48\]"):
+        ConstrainToCalipers()(torch.ones(1, 40, 48), ann, where="c.json")
+    with pytest.raises(ValueError, match="one-channel mask"):
+        ConstrainToCalipers()(torch.ones(2, 48, 40), ann)
+    with pytest.raises(DatasetError, match="missing.json"):
+        ConstrainToCalipersd("pred")({"pred": torch.ones(1, 48, 40), "calipers": str(tmp_path / "missing.json")})

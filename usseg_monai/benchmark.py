@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from usseg_monai.bundle_paths import resolve_bundle
 from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist, load_png, load_volume
 from usseg_monai.metrics import (
     SEGMENTATION_METRICS,
@@ -197,16 +198,6 @@ def get_budget(name: str, **overrides: Any) -> Budget:
     if "max_epochs" in given and "max_iterations" not in given:
         given["max_iterations"] = 0
     return replace(base, **{"protocols": protocols, **given})
-
-
-def _resolve_bundle(bundle: str | os.PathLike) -> Path:
-    """A bundle folder from a path or a name under the repository's ``bundles/``."""
-    p = Path(bundle)
-    candidates = [p, Path(__file__).resolve().parents[1] / "bundles" / str(bundle)]
-    for c in candidates:
-        if (c / "configs" / "train.json").is_file() and (c / "configs" / "inference.json").is_file():
-            return c.resolve()
-    raise DatasetError(f"bundle {bundle!r} not found: no configs/train.json and configs/inference.json under {[str(c) for c in candidates]}")
 
 
 def _check_section(path: str | os.PathLike, key: str, what: str, require_label: bool) -> list[dict[str, Any]]:
@@ -498,7 +489,7 @@ def run_benchmark(
     for vname in test_variants or {}:
         if not vname or not all(c.isalnum() or c in "-_" for c in vname):
             raise ValueError(f"test variant name {vname!r}: use letters, digits, '-' and '_' (it names a folder)")
-    bundle_dir = _resolve_bundle(bundle)
+    bundle_dir = resolve_bundle(bundle)
     train_datalist, test_datalist = Path(train_datalist).resolve(), Path(test_datalist).resolve()
     # training items may lack a mask (class-only / unlabeled items of a semi-supervised datalist, calipers):
     # the bundle decides what it needs and names what is missing

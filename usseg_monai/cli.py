@@ -8,6 +8,7 @@ Examples::
     usseg prepare volumes ~/data/volumes --output ~/data/vol_prepared --label-value 1
     usseg prepare phantom --output ~/data/phantom --n-images 40 --spatial-dims 2
     usseg prepare busi  ~/data/Dataset_BUSI_with_GT --output ~/data/busi_calipers --calipers
+    usseg infer unet_us_2d_segmentation scan.dcm images/ --output masks --model outputs/unet_us_2d_segmentation/models/model.pt
     usseg calipers ~/data/ddti_prepared --output ~/data/ddti_calipers --jitter-mm 0.5
     usseg split --datalist ~/data/busi_prepared/datalist.json --labeled 0.04 \\
         --output ~/data/busi_prepared/datalist_4pct.json
@@ -55,6 +56,11 @@ SUBCOMMANDS: list[str | tuple[str, str, str]] = [
         "benchmark",
         "train a bundle at a named budget, score it on a test datalist, write results.json",
         "usseg_monai.benchmark:add_benchmark_parser",
+    ),
+    (
+        "infer",
+        "run a trained bundle on image, DICOM or volume files and folders (no datalist needed)",
+        "usseg_monai.infer:add_infer_parser",
     ),
     ("export", "export a bundle checkpoint with torch.export to a .pt2 file", "usseg_monai.export:add_export_parser"),
     (

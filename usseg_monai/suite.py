@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from usseg_monai.bundle_paths import resolve_bundle
 from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist
 from usseg_monai.recipes import PROTOCOL_RECIPES, RECIPE_KEYS, RECIPES, check_bundle_accepts, check_same_recipe, recipe_line
 
@@ -255,15 +256,13 @@ def _check_recipes_accepted(plan: Sequence[RunSpec]) -> None:
     """Before any training: every row with a recipe is a bundle that declares all of the recipe's keys."""
     from monai.bundle import ConfigParser
 
-    from usseg_monai.benchmark import _resolve_bundle
-
     seen: set[tuple[str, str]] = set()
     for spec in plan:
         if spec.recipe is None or (spec.bundle, spec.recipe) in seen:
             continue
         if spec.recipe not in RECIPES:
             raise ValueError(f"row {spec.method!r}: unknown recipe {spec.recipe!r}; recipes are {sorted(RECIPES)}")
-        config = ConfigParser.load_config_file(str(_resolve_bundle(spec.bundle) / "configs" / "train.json"))
+        config = ConfigParser.load_config_file(str(resolve_bundle(spec.bundle) / "configs" / "train.json"))
         check_bundle_accepts(config, RECIPES[spec.recipe], spec.bundle)
         seen.add((spec.bundle, spec.recipe))
 

@@ -35,7 +35,7 @@ from usseg_monai.data.io import DatasetError, ensure_not_inside
 from usseg_monai.data.prepared import PreparedDatasetWriter, safe_item_id
 from usseg_monai.data.splits import SplitOptions
 
-__all__ = ["read_ultrasound_dicom", "ultrasound_spacing", "to_grayscale_uint8", "prepare_dicom", "CM"]
+__all__ = ["is_dicom", "read_ultrasound_dicom", "ultrasound_spacing", "to_grayscale_uint8", "prepare_dicom", "CM"]
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,8 @@ def _dicom_group(ds: Any, group_by: str, fallback: str) -> str:
     return value or fallback
 
 
-def _is_dicom(path: Path) -> bool:
+def is_dicom(path: str | os.PathLike) -> bool:
+    """Whether ``path`` has the DICOM preamble (``DICM`` at byte 128)."""
     try:
         with open(path, "rb") as f:
             f.seek(128)
@@ -240,7 +241,7 @@ def prepare_dicom(
         elif src.is_dir():
             ensure_not_inside(output_dir, src)
             for f in sorted(q for q in src.rglob("*") if q.is_file()):
-                if f.suffix.lower() == ".dcm" or _is_dicom(f):
+                if f.suffix.lower() == ".dcm" or is_dicom(f):
                     files.append((f, src))
                 else:
                     skipped.append((f, "not a DICOM file (no DICM preamble, no .dcm suffix)"))

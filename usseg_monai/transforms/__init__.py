@@ -2,6 +2,8 @@
 
 from usseg_monai.transforms.augment import AUGMENTATIONS, train_augmentation
 from usseg_monai.transforms.calipers import (
+    ConstrainToCalipers,
+    ConstrainToCalipersd,
     CaliperPseudoLabels,
     CaliperPseudoLabelsd,
     CaliperPseudoLabelsD,
@@ -67,4 +69,6 @@ __all__ = [
     "ResampleCalipers",
     "ResampleCalipersd",
     "resample_calipers",
+    "ConstrainToCalipers",
+    "ConstrainToCalipersd",
 ]

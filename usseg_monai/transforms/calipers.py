@@ -62,6 +62,10 @@ __all__ = [
     "ResampleCalipersd",
     "ResampleCalipersD",
     "ResampleCalipersDict",
+    "ConstrainToCalipers",
+    "ConstrainToCalipersd",
+    "ConstrainToCalipersD",
+    "ConstrainToCalipersDict",
 ]
 
 
@@ -428,6 +432,81 @@ class MeasureLesiond(MapTransform):
         return d
 
 
+class ConstrainToCalipers(Transform):
+    """Constrain a predicted mask to lie between an annotation's conservative and radical labels.
+
+    The rule of the caliper-guided task (``usseg infer --calipers``, the MONAI Label caliper-guided annotation):
+    ``out = (mask | conservative) & radical``, with the labels of :mod:`usseg_monai.calipers.rasterize` on the
+    mask's own grid. Every voxel the calipers make certain (conservative, CRBNet's ``Y_c``) is lesion, nothing
+    outside the radical label (``Y_r``) is; in between, the network decides. An annotation without lesions leaves
+    the mask unchanged (no calipers, no constraint). This is the project's choice (CRBNet's papers train from
+    the two labels but do not constrain inference).
+
+    Args:
+        validate: check the annotation against the mask's grid (shape, segment count, perpendicularity).
+        angle_tolerance: allowed deviation from perpendicular, degrees.
+        threshold: the mask is lesion where the lesion channel is ``> threshold``.
+
+    Returns:
+        The mask (same type, dtype, shape and metadata) with lesion voxels set to 1, others 0.
+    """
+
+    def __init__(self, validate: bool = True, angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
+                 threshold: float = 0.5) -> None:
+        self.labels = CaliperPseudoLabels(validate, angle_tolerance, warn_fallback=False)
+        self.threshold = threshold
+
+    def __call__(self, mask: Any, annotation: CaliperAnnotation, where: str = "calipers") -> Any:
+        if len(annotation) == 0:
+            return mask
+        t = torch.as_tensor(mask)
+        if t.ndim < 2 or t.shape[0] != 1:
+            raise ValueError(f"{where}: ConstrainToCalipers takes a one-channel mask [1, x, y(, z)], got shape {list(t.shape)}")
+        # the annotation's own spacing: the calipers were placed (and their ellipses are drawn) in it
+        labels = self.labels.label_arrays(annotation, spatial_shape=t.shape[1:], spacing=annotation.spacing, where=where)
+        lesion = (t[0] > self.threshold).cpu().numpy()
+        out = (lesion | labels["conservative_label"]) & labels["radical_label"]
+        result = t.clone()
+        result[0] = torch.from_numpy(out).to(device=t.device, dtype=t.dtype)
+        return result if isinstance(mask, torch.Tensor) else result.numpy()
+
+
+class ConstrainToCalipersd(MapTransform):
+    """Dictionary form of :class:`ConstrainToCalipers`: the item's ``calipers_key`` (a caliper JSON path or a
+    :class:`~usseg_monai.calipers.CaliperAnnotation`) constrains each key's mask.
+
+    An item without calipers (key absent, ``None`` or ``""``) passes unchanged, and ``enabled=False`` turns the
+    transform off (the bundles' ``inference.json`` key ``constrain_to_calipers``, default off).
+
+    Args:
+        keys: mask keys (the binary prediction, after ``Invertd`` and ``AsDiscreted``).
+        calipers_key: the item field with the calipers.
+        enabled: apply the constraint.
+        other args: see :class:`ConstrainToCalipers`.
+    """
+
+    def __init__(self, keys: KeysCollection = "pred", calipers_key: str = "calipers", enabled: bool = True,
+                 validate: bool = True, angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE, threshold: float = 0.5,
+                 allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.calipers_key = calipers_key
+        self.enabled = bool(enabled)
+        self.op = ConstrainToCalipers(validate, angle_tolerance, threshold)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        source = d.get(self.calipers_key)
+        if not self.enabled or source is None or (isinstance(source, str) and not source):
+            return d
+        if isinstance(source, CaliperAnnotation):
+            annotation, where = source, f"key {self.calipers_key!r}"
+        else:
+            annotation, where = load_calipers(source), str(source)
+        for key in self.key_iterator(d):
+            d[key] = self.op(d[key], annotation, where=where)
+        return d
+
+
 LoadCalipersD = LoadCalipersDict = LoadCalipersd
 CalipersFromMaskD = CalipersFromMaskDict = CalipersFromMaskd
 RandCaliperJitterD = RandCaliperJitterDict = RandCaliperJitterd
@@ -530,3 +609,4 @@ class ResampleCalipersd(MapTransform):
 
 
 ResampleCalipersD = ResampleCalipersDict = ResampleCalipersd
+ConstrainToCalipersD = ConstrainToCalipersDict = ConstrainToCalipersd

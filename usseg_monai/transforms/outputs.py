@@ -435,7 +435,7 @@ class MeasurementsWriter:
         if spacing is None and not self._said_pixels:
             logger.info(
                 "%s: %s has no known pixel spacing: its lengths are in pixels (unit column 'px'); give the datalist "
-                "item a 'spacing' (mm) to measure in millimetres", self.path.name, Path(str(image)).name,
+                "item a 'spacing' (mm), or `usseg infer --spacing SX SY`, to measure in millimetres", self.path.name, Path(str(image)).name,
             )
             self._said_pixels = True
         self._rows[str(image)] = rows

@@ -1,0 +1,42 @@
+"""Where a bundle's configs and trained model are: a bundle folder, or a name under the repository's ``bundles/``.
+
+A file-system helper below the benchmark, the suite and ``usseg infer`` (it imports nothing of the project but
+the error type).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from usseg_monai.data.io import DatasetError
+
+__all__ = ["BUNDLES_DIR", "resolve_bundle", "bundle_names"]
+
+#: the repository's ``bundles/`` folder (next to the ``usseg_monai`` package in a checkout or editable install)
+BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
+
+
+def bundle_names() -> list[str]:
+    """Names of the bundles under :data:`BUNDLES_DIR` (sorted; empty when the package is installed without them)."""
+    if not BUNDLES_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs" / "inference.json").is_file())
+
+
+def resolve_bundle(bundle: str | os.PathLike) -> Path:
+    """The bundle folder (holding ``configs/train.json`` and ``configs/inference.json``) of a path or a name.
+
+    Raises:
+        DatasetError: neither ``bundle`` nor ``bundles/<bundle>`` is a bundle folder; the message lists the
+            bundles there are.
+    """
+    p = Path(bundle)
+    candidates = [p, BUNDLES_DIR / str(bundle)]
+    for c in candidates:
+        if (c / "configs" / "train.json").is_file() and (c / "configs" / "inference.json").is_file():
+            return c.resolve()
+    raise DatasetError(
+        f"bundle {str(bundle)!r} not found: no configs/train.json and configs/inference.json under "
+        f"{[str(c) for c in candidates]} (bundles: {', '.join(bundle_names()) or 'none'})"
+    )
