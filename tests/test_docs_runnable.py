@@ -8,6 +8,7 @@ others keep their differences, so a resume still trains further).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_shared
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "<!-- runnable -->"
@@ -50,9 +52,10 @@ def _blocks() -> list[tuple[str, str]]:
     return out
 
 
-def test_the_reference_bundle_readmes_have_a_runnable_block() -> None:
+def test_readme_and_every_bundle_readme_have_a_runnable_block() -> None:
     names = [name for name, _ in _blocks()]
-    for bundle in ("unet_us_2d_segmentation", "unet_us_3d_segmentation"):
+    assert "README.md#0" in names
+    for bundle in sorted(p.parent.parent.name for p in DOCS[1:]):
         assert any(n.startswith(f"bundles/{bundle}/") for n in names), bundle
 
 
@@ -67,15 +70,38 @@ def test_runnable_block_runs_in_a_fresh_copy(name: str, block: str, tmp_path: Pa
         if (ROOT / rel).is_file():
             (copy / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, copy / rel)
+    if "../shared/data" in block:  # the real files beside the project, as in a checkout (../shared/data)
+        (tmp_path / "shared").mkdir()
+        (tmp_path / "shared" / "data").symlink_to(require_shared().resolve(), target_is_directory=True)
+    if ".venv/" in block or "scripts/main.sh" in block:  # this environment stands in for the checkout's .venv
+        if sys.prefix == sys.base_prefix:
+            pytest.skip("the block uses the project's .venv; these tests do not run in a virtual environment")
+        (copy / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
     env = dict(os.environ, USSEG_MONAI_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `python` is this environment's
     script = "set -euo pipefail\n" + smoke_epochs(block)
     proc = subprocess.run(["bash", "-c", script], cwd=copy, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{name} failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    for bundle, mask in (("unet_us_2d_segmentation", "*_seg.png"), ("unet_us_3d_segmentation", "*_seg.nii.gz")):
-        if name.startswith(f"bundles/{bundle}/"):
-            models = copy / "outputs" / bundle / "models"
-            assert {p.name for p in models.iterdir()} >= {"model.pt", "checkpoint.pt", "model.ts", "model.pt2"}
-            eval_dir = copy / "outputs" / bundle / "eval"
-            assert (eval_dir / "dice_raw.csv").read_text().startswith("filename,lesion,mean")
-            assert list(eval_dir.glob(mask)) and (eval_dir / "measurements.csv").is_file()
+    if name.startswith("bundles/"):  # a bundle's block: trained, exported, evaluated and run where it says
+        bundle = name.split("/")[1]
+        models = copy / "outputs" / bundle / "models"
+        expected = {"model.pt", "checkpoint.pt"}
+        expected |= {"model.ts"} if "ckpt_export" in block else set()
+        expected |= {"model.pt2"} if "usseg_monai.export" in block else set()
+        assert {p.name for p in models.iterdir()} >= expected
+        eval_dir = copy / "outputs" / bundle / "eval"
+        assert (eval_dir / "dice_raw.csv").read_text().startswith("filename,lesion,mean")
+        mask = "*_seg.nii.gz" if "_3d_" in bundle else "*_seg.png"
+        assert list(eval_dir.glob(mask)) and (eval_dir / "measurements.csv").is_file()
+    # every `usseg infer ... --output DIR` of the block ran all its inputs and wrote their masks
+    for out in re.findall(r"usseg infer .*?--output (\S+)", block.replace("\\\n", " ")):
+        out_dir = copy / out.replace("$R", _variable(block, "R") or "$R")
+        summary = json.loads((out_dir / "summary.json").read_text())
+        assert summary["n_failed"] == 0 and summary["n_images"] >= 1, (name, summary)
+        assert all(o["mask"] and o["overlay"] for o in summary["outputs"]), summary["outputs"]
+
+
+def _variable(block: str, name: str) -> str | None:
+    """The value a block assigns to a shell variable (``R=outputs/...``), if it does."""
+    m = re.search(rf"^{name}=(\S+)", block, flags=re.M)
+    return m.group(1) if m else None

@@ -228,3 +228,23 @@ def test_supervised_baseline_and_classification_in_the_benchmark(tiny, tmp_path)
     assert rows[0] == "image,p_benign,p_malignant,p_normal,predicted_index,predicted_class" and len(rows) == 3
     probs = [float(v) for v in rows[1].split(",")[1:4]]
     assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_class_probability_writer_without_the_method_warns_once_and_writes_nothing(tmp_path, caplog):
+    """An exported network (TorchScript / .pt2) has only forward(): inference keeps its masks, one warning, no CSV."""
+    from types import SimpleNamespace
+
+    from monai.data import MetaTensor
+
+    from usseg_monai.handlers.class_probabilities import ClassProbabilityWriter
+
+    writer = ClassProbabilityWriter(tmp_path, class_names=["benign", "malignant"])
+    image = MetaTensor(torch.zeros(1, 8, 8), meta={"filename_or_obj": "a.png"})
+    engine = SimpleNamespace(network=torch.jit.script(torch.nn.Conv2d(1, 2, 1)),
+                             state=SimpleNamespace(batch=[{"image": image}], device="cpu"))
+    with caplog.at_level("WARNING", logger="usseg_monai.handlers.class_probabilities"):
+        writer(engine)
+        writer(engine)
+    warnings = [r for r in caplog.records if "has no forward_with_class()" in r.getMessage()]
+    assert len(warnings) == 1 and "class_probabilities.csv is not written" in warnings[0].getMessage()
+    assert not (tmp_path / "class_probabilities.csv").exists()

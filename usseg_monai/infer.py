@@ -119,12 +119,14 @@ class InferItem:
         """How the item is named in messages: the file, with the frame where there is one."""
         return f"{self.source} (frame {self.frame})" if self.frame is not None else str(self.source)
 
-    def datalist_item(self) -> dict[str, Any]:
+    def datalist_item(self, calipers_key: bool = False) -> dict[str, Any]:
+        """The datalist item; with ``calipers_key`` every item has ``calipers`` (``""``: none), so that items with
+        and without calipers batch together."""
         item: dict[str, Any] = {"image": str(self.staged)}
         if self.spacing is not None:
             item["spacing"] = [float(s) for s in self.spacing]
-        if self.calipers is not None:
-            item["calipers"] = str(self.calipers)
+        if self.calipers is not None or calipers_key:
+            item["calipers"] = str(self.calipers) if self.calipers is not None else ""
         return item
 
 
@@ -376,11 +378,12 @@ def model_overrides(model: str | os.PathLike) -> dict[str, Any]:
 
 
 def _reason(e: BaseException) -> str:
-    """One line: the innermost cause (MONAI wraps a transform's error in 'applying transform ...')."""
-    while e.__cause__ is not None:
+    """One line: the error a transform raised (unwrapped from MONAI's 'applying transform ...'); our own
+    :class:`DatasetError` messages as they are, others with their type."""
+    while e.__cause__ is not None and not isinstance(e, DatasetError) and str(e).startswith("applying transform"):
         e = e.__cause__
     text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text}"[:600]
+    return (text if isinstance(e, DatasetError) else f"{type(e).__name__}: {text}")[:600]
 
 
 def _preflight(preprocessing: Any, items: Sequence[InferItem], image_key: str) -> tuple[list[InferItem], list[InferFailure]]:
@@ -562,7 +565,7 @@ def run_infer(
             run.read_config(str(config_file))
             if (bundle_dir / "configs" / "metadata.json").is_file():
                 run.read_meta(str(bundle_dir / "configs" / "metadata.json"))
-            run.update({**run_cfg, "datalist": [it.datalist_item() for it in items]})
+            run.update({**run_cfg, "datalist": [it.datalist_item(calipers is not None) for it in items]})
             run.get_parsed_content("initialize")
             evaluator = run.get_parsed_content("evaluator")
             n_batches = len(run.get_parsed_content("dataloader"))
@@ -620,7 +623,8 @@ def add_infer_parser(subparsers: argparse._SubParsersAction) -> None:
         "infer",
         parents=[common_options()],
         help="run a trained bundle on image, DICOM or volume files and folders (no datalist needed)",
-        description=__doc__.split("\n\n")[0],
+        description="Run a trained bundle's inference.json on image, DICOM or volume files and folders, with no "
+        "datalist and no prepare step: masks in the inputs' own size, overlays, measurements.csv, summary.json.",
         epilog="Exit code: 0 every input ran, 1 some failed (the others ran), 2 bad usage.",
     )
     p.add_argument("bundle", help="a bundle folder or a name under bundles/ (e.g. unet_us_2d_segmentation)")

@@ -259,6 +259,8 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DatasetError(f"{what} {p} is not valid JSON: {e}") from e
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{what} {p} is not a JSON text file (not UTF-8 text: {e.reason} at byte {e.start})") from e
 
 
 def load_datalist(path: str | os.PathLike, check_files: bool = True) -> dict[str, Any]:

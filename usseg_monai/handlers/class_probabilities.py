@@ -6,13 +6,15 @@ class probabilities written by :class:`ClassProbabilityWriter`, attached to the 
 iteration it runs ``forward_with_class`` on the batch's images (the network input, without gradient) and keeps
 one row per image (file name, the softmax probability of each class, the predicted class index and name);
 ``output_dir/<filename>`` (default ``class_probabilities.csv``) is rewritten atomically after each iteration, so
-an interrupted run leaves a complete file of the images done.
+an interrupted run leaves a complete file of the images done. A network without that method (an exported
+TorchScript / ``.pt2`` network carries only ``forward``) gets its masks and one warning, no CSV.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,8 @@ from monai.data import MetaTensor
 from usseg_monai.data.io import atomic_write_text
 
 __all__ = ["ClassProbabilityWriter", "read_class_probabilities"]
+
+logger = logging.getLogger(__name__)
 
 
 def read_class_probabilities(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -65,6 +69,7 @@ class ClassProbabilityWriter:
         self.image_key = image_key
         self.method = method
         self.rows: dict[str, list[Any]] = {}
+        self._warned = False
 
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
@@ -94,7 +99,15 @@ class ClassProbabilityWriter:
         network = engine.network.module if hasattr(engine.network, "module") else engine.network
         fn = getattr(network, self.method, None)
         if fn is None:
-            raise AttributeError(f"ClassProbabilityWriter: the network ({type(network).__name__}) has no {self.method}()")
+            # an exported network (TorchScript, torch.export) carries only forward(): masks, but no classes
+            if not self._warned:
+                logger.warning(
+                    "ClassProbabilityWriter: the network (%s) has no %s() (an exported TorchScript / .pt2 network "
+                    "carries only forward()): %s is not written; run the checkpoint (model.pt) for class probabilities",
+                    type(network).__name__, self.method, self.path.name,
+                )
+                self._warned = True
+            return
         x = images.to(engine.state.device) if isinstance(images, torch.Tensor) else images
         from monai.networks import eval_mode
 
