@@ -10,7 +10,8 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
 stamp="$venv/.usseg-installed"
-want="$(sha256sum "$root/setup.cfg" "$root/pyproject.toml" | sha256sum | cut -c1-16)"
+# the files' content only (not their paths): a copy of the checkout with the same files reuses the environment
+want="$(cat "$root/setup.cfg" "$root/pyproject.toml" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing CPU torch and usseg-monai[test] into $venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip

@@ -8,6 +8,7 @@ others keep their differences, so a resume still trains further).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -76,12 +77,16 @@ def test_runnable_block_runs_in_a_fresh_copy(name: str, block: str, tmp_path: Pa
     if ".venv/" in block or "scripts/main.sh" in block:  # this environment stands in for the checkout's .venv
         if sys.prefix == sys.base_prefix:
             pytest.skip("the block uses the project's .venv; these tests do not run in a virtual environment")
+        # scripts/setup.sh reinstalls (re-pointing the editable install at the copy) unless the stamp matches
+        if _install_stamp(Path(sys.prefix)) != _setup_hash(copy):
+            pytest.skip(f"{sys.prefix} was not installed by scripts/setup.sh from these setup.cfg / pyproject.toml")
         (copy / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
     env = dict(os.environ, USSEG_MONAI_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `python` is this environment's
     script = "set -euo pipefail\n" + smoke_epochs(block)
     proc = subprocess.run(["bash", "-c", script], cwd=copy, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{name} failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "[setup] installing" not in proc.stdout, "the block reinstalled the package into the test environment"
     if name.startswith("bundles/"):  # a bundle's block: trained, exported, evaluated and run where it says
         bundle = name.split("/")[1]
         models = copy / "outputs" / bundle / "models"
@@ -99,6 +104,16 @@ def test_runnable_block_runs_in_a_fresh_copy(name: str, block: str, tmp_path: Pa
         summary = json.loads((out_dir / "summary.json").read_text())
         assert summary["n_failed"] == 0 and summary["n_images"] >= 1, (name, summary)
         assert all(o["mask"] and o["overlay"] for o in summary["outputs"]), summary["outputs"]
+
+
+def _setup_hash(root: Path) -> str:
+    """What scripts/setup.sh writes to its stamp: the content hash of setup.cfg + pyproject.toml (16 hex digits)."""
+    return hashlib.sha256((root / "setup.cfg").read_bytes() + (root / "pyproject.toml").read_bytes()).hexdigest()[:16]
+
+
+def _install_stamp(venv: Path) -> str | None:
+    stamp = venv / ".usseg-installed"
+    return stamp.read_text().strip() if stamp.is_file() else None
 
 
 def _variable(block: str, name: str) -> str | None:

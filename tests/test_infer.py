@@ -268,3 +268,34 @@ def test_infer_3d_nrrd_volume(tmp_path):
     assert float(row["width_mm"]) == pytest.approx(45 * spacing[0], rel=1e-4)
     assert float(row["depth_mm"]) == pytest.approx(120 * spacing[1], rel=1e-4)
     assert (out / "breast1_image_overlay.png").is_file()
+
+
+def test_inference_json_constrain_switch_reads_the_datalist_calipers(tmp_path):
+    """``python -m monai.bundle run ... inference.json --constrain_to_calipers True`` (a string, as from the command
+    line): the validation items' own caliper files constrain the masks; off by default."""
+    from monai.bundle import ConfigWorkflow
+
+    from bundle_utils import make_tiny_dataset
+    from usseg_monai.calipers import load_calipers
+
+    bundle = BUNDLES_DIR / "unet_us_2d_segmentation"
+    data = make_tiny_dataset(tmp_path / "data", spatial_dims=2, counts=(2, 2, 0), empty_in_test=False)
+    items = json.loads((data / "datalist.json").read_text())["validation"]
+    assert all("calipers" in it for it in items)
+    ckpt = _checkpoint("unet_us_2d_segmentation", tmp_path / "model.pt", 1.0)
+    for switch in ("True", "False"):
+        out = tmp_path / f"eval_{switch}"
+        wf = ConfigWorkflow(config_file=str(bundle / "configs" / "inference.json"), workflow_type="infer",
+                            logging_file=str(bundle / "configs" / "logging.conf"), dataset_dir=str(data),
+                            ckpt_path=str(ckpt), output_dir=str(out), image_size=SIZE[2], constrain_to_calipers=switch)
+        wf.initialize()
+        wf.run()
+        wf.finalize()
+        for it in items:
+            mask = load_png(out / f"{Path(it['image']).stem}_seg.png") > 0
+            if switch == "True":
+                ann = load_calipers(data / it["calipers"])
+                np.testing.assert_array_equal(mask, rasterize_calipers(ann, mask.shape, ann.spacing)["radical_label"])
+                assert mask.any() and not mask.all()
+            else:
+                assert mask.all()
