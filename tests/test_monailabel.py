@@ -305,8 +305,10 @@ def test_train_writes_a_checkpoint(server: Server):
     print(f"{server.name}: /train/ with max_epochs 1 took {time.monotonic() - start:.0f} s", file=sys.stderr)
     after = {p.name: p.stat().st_mtime_ns for p in models.glob("*.pt")}
     written = sorted(n for n, t in after.items() if before.get(n) != t)
-    # model.pt: the best model by validation Dice (on the val_split part); checkpoint.pt: the final state
-    assert written == ["checkpoint.pt", "model.pt"], (before, after, server.log())
+    # model.pt: the best model by validation Dice (on the val_split part); checkpoint.pt: the final state;
+    # SemiSeg-CAW's default stage "all" also pre-trains ClassElevateSeg first (class_elevate.pt)
+    extra = {"class_elevate.pt"} if server.name.startswith("semiseg_caw") else set()
+    assert {"checkpoint.pt", "model.pt"} <= set(written) <= {"checkpoint.pt", "model.pt"} | extra, (before, after, server.log())
     import torch
 
     ckpt = torch.load(models / "checkpoint.pt", map_location="cpu", weights_only=False)

@@ -248,3 +248,31 @@ def test_class_probability_writer_without_the_method_warns_once_and_writes_nothi
     warnings = [r for r in caplog.records if "has no forward_with_class()" in r.getMessage()]
     assert len(warnings) == 1 and "class_probabilities.csv is not written" in warnings[0].getMessage()
     assert not (tmp_path / "class_probabilities.csv").exists()
+
+
+def test_set_default_fills_only_missing_keys():
+    from usseg_monai.transforms.keys import SetDefaultd
+
+    t = SetDefaultd(["class_index", "extra"], default=-1)
+    assert t({"image": 1}) == {"image": 1, "class_index": -1, "extra": -1}
+    assert t({"class_index": 2, "extra": None}) == {"class_index": 2, "extra": -1}
+    lst = SetDefaultd("k", default=[])
+    a, b = lst({}), lst({})
+    assert a["k"] == [] and a["k"] is not b["k"]  # a copy per item
+
+
+def test_train_preprocessing_takes_an_item_without_class_as_mask_only(tmp_path):
+    """MONAI Label's trainer gives the bundle {image, label} items with no class_index (#18): the labeled stream's
+    preprocessing reads them as mask-only items (class_index -1, segmentation loss only) instead of failing."""
+    from monai.bundle import ConfigParser
+
+    bundle = Path(__file__).resolve().parents[1] / "bundles" / "semiseg_caw_us_2d_segmentation"
+    data = make_tiny_dataset(tmp_path / "d", spatial_dims=2, counts=(2, 1, 0))
+    item = json.loads((data / "datalist.json").read_text())["training"][0]
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "train.json"))
+    parser.update({"dataset_dir": str(data), "image_size": [32, 32]})
+    out = parser.get_parsed_content("train#preprocessing")(
+        {"image": str(data / item["image"]), "label": str(data / item["label"])}
+    )
+    assert out["class_index"] == -1 and tuple(out["image"].shape) == (1, 32, 32)
