@@ -44,6 +44,7 @@ conservative and radical labels (:class:`usseg_monai.transforms.calipers.Constra
 from __future__ import annotations
 
 import argparse
+import csv
 import fnmatch
 import json
 import logging
@@ -58,7 +59,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from monai.bundle import ConfigParser
 
 import usseg_monai.export  # noqa: F401  (the .pt2 model override's expression names usseg_monai.export)
@@ -453,8 +453,7 @@ def _attach_progress(evaluator: Any, n_batches: int, n_images: int) -> None:
 
 
 def _count_lesions(csv_path: Path) -> tuple[int, int]:
-    import csv
-
+    """(lesions measured, images with a lesion) in a ``measurements.csv``."""
     if not csv_path.is_file():
         return 0, 0
     with open(csv_path, newline="", encoding="utf-8") as f:
@@ -504,8 +503,9 @@ def run_infer(
     model_path = Path(model) if model is not None else bundle_dir / "models" / "model.pt"
     if model is None and not model_path.is_file():
         raise DatasetError(
-            f"bundle {bundle_dir.name} has no trained model at {model_path}: train it (scripts/main.sh trains into "
-            f"outputs/{bundle_dir.name}) and pass --model outputs/{bundle_dir.name}/models/model.pt, or a .ts / .pt2 file"
+            f"bundle {bundle_dir.name} has no trained model at {model_path}: train it (the bundle README's commands, "
+            f"and scripts/main.sh for the 2D reference, train into outputs/{bundle_dir.name}) and pass --model "
+            f"outputs/{bundle_dir.name}/models/model.pt, or a .ts / .pt2 file"
         )
     model_cfg = model_overrides(model_path)
     if batch_size is not None and int(batch_size) < 1:
