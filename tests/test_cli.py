@@ -215,3 +215,14 @@ def test_version(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith(f"usseg-monai {usseg_monai.__version__} (MONAI {monai.__version__}, torch {torch.__version__}")
+
+
+def test_parse_set_options_json_values_and_errors():
+    from usseg_monai.cli import parse_set_options, parse_value
+
+    assert parse_set_options(["image_size=[256,256]", "lr=0.5", "name=unext", "flag=true", "expr=$@a + 1"]) == {
+        "image_size": [256, 256], "lr": 0.5, "name": "unext", "flag": True, "expr": "$@a + 1"}
+    assert parse_set_options(None) == {} and parse_value("a=b") == "a=b"
+    for bad in ("image_size", "=3"):
+        with pytest.raises(ValueError, match=rf"--set '{bad}': expected KEY=VALUE"):
+            parse_set_options([bad])

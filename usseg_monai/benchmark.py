@@ -681,15 +681,9 @@ def benchmark_main(args: Any) -> int:
         return suite_main(args)
     if args.bundle is None:
         raise ValueError("give a bundle (e.g. unet_us_2d_segmentation) or --suite PROTOCOLS")
-    overrides: dict[str, Any] = {}
-    for s in args.set:
-        if "=" not in s:
-            raise ValueError(f"--set {s!r}: expected KEY=JSON")
-        k, v = s.split("=", 1)
-        try:
-            overrides[k] = json.loads(v)
-        except json.JSONDecodeError:
-            overrides[k] = v
+    from usseg_monai.cli import parse_set_options
+
+    overrides = parse_set_options(args.set)
     budget_overrides: dict[str, Any] = {
         "max_epochs": args.epochs, "max_iterations": args.iterations, "batch_size": args.batch_size,
         "val_interval": args.val_interval,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -42,6 +43,8 @@ __all__ = [
     "add_split_options",
     "add_caliper_options",
     "common_options",
+    "parse_value",
+    "parse_set_options",
 ]
 
 logger = logging.getLogger("usseg_monai.cli")
@@ -103,6 +106,29 @@ def count_or_fraction(text: str) -> int | float | str:
     if value < 0:
         raise argparse.ArgumentTypeError(f"a count must not be negative, got {text}")
     return value
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as JSON where it parses (``[256,256]``, ``0.5``, ``true``), else the string itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_set_options(items: Sequence[str] | None, option: str = "--set") -> dict[str, Any]:
+    """``KEY=VALUE`` options (values by :func:`parse_value`) as a dict of config overrides.
+
+    Raises:
+        ValueError: an item without ``=`` or with an empty key, named with the option.
+    """
+    out: dict[str, Any] = {}
+    for text in items or ():
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{option} {text!r}: expected KEY=VALUE (a JSON value, e.g. image_size=[256,256])")
+        out[key] = parse_value(value)
+    return out
 
 
 def _fraction(text: str) -> float:

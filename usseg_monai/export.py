@@ -260,13 +260,6 @@ def export_bundle_checkpoint(
     return out
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config_file", required=True, nargs="+", help="bundle config file(s), e.g. configs/inference.json")
     p.add_argument("--ckpt_file", required=True, help="checkpoint: the network state_dict (models/model.pt)")
@@ -300,6 +293,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _export_from_args(args: argparse.Namespace) -> Path:
+    from usseg_monai.cli import parse_value
+
     return export_bundle_checkpoint(
         args.config_file if len(args.config_file) > 1 else args.config_file[0],
         args.ckpt_file,
@@ -311,7 +306,7 @@ def _export_from_args(args: argparse.Namespace) -> Path:
         input_shape=args.input_shape,
         dynamic_batch=not args.static_batch,
         dynamic_spatial=not args.static_spatial,
-        **{k: _parse_value(v) for k, v in args.override},
+        **{k: parse_value(v) for k, v in args.override},
     )
 
 

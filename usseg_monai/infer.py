@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import csv
 import fnmatch
-import json
 import logging
 import os
 import shutil
@@ -582,17 +581,9 @@ def run_infer(
     return summary
 
 
-def _parse_override(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise DatasetError(f"--set takes KEY=VALUE (a JSON value, e.g. image_size=[256,256]), got {text!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def _run(args: argparse.Namespace) -> int:
+    from usseg_monai.cli import parse_set_options
+
     summary = run_infer(
         args.bundle,
         args.inputs,
@@ -603,7 +594,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         spacing=args.spacing,
         exclude=args.exclude or (),
-        overrides=dict(_parse_override(t) for t in args.set or ()),
+        overrides=parse_set_options(args.set),
     )
     print(
         f"usseg infer: {len(summary.items)} images from {summary.n_files} inputs in {summary.seconds:.1f} s: "
