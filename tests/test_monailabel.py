@@ -36,18 +36,16 @@ from bundle_utils import REPO_ROOT, bundle_dirs, bundle_spatial_dims, make_tiny_
 from usseg_monai.data.io import load_png, load_volume
 
 # MONAI Label 0.8.5 imports torchvision at start-up, and no CPU build of torchvision is reachable from this
-# project's package index: the only pair that works is PyPI's CUDA build of torch + torchvision (~7.7 GB,
-# requirements-monailabel.txt). The project's rule is that the default test path never pulls CUDA builds,
-# so this integration test runs only when asked for: USSEG_MONAILABEL_TESTS=1 bash scripts/test.sh
-# tests/test_monailabel.py (see docs/monailabel.md).
-RUN_MONAILABEL = os.environ.get("USSEG_MONAILABEL_TESTS", "") == "1"
+# project's package index: the environment uses PyPI's torch + torchvision pair (~7.7 GB,
+# requirements-monailabel.txt), built once outside the checkout (#18: CI builds it and runs these tests).
+# Outside CI, USSEG_MONAILABEL_TESTS=0 skips them, and an environment that cannot be built (no package index,
+# no disk) skips them with the build's error; with CI=true neither applies: they always run, and a failed
+# build fails.
+IN_CI = os.environ.get("CI", "").lower() == "true"
+OPTED_OUT = os.environ.get("USSEG_MONAILABEL_TESTS", "") == "0" and not IN_CI
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not RUN_MONAILABEL,
-        reason="MONAI Label integration is opt-in (USSEG_MONAILABEL_TESTS=1): its environment needs PyPI's CUDA "
-        "torch/torchvision pair (~7.7 GB), kept out of the default test path",
-    ),
+    pytest.mark.skipif(OPTED_OUT, reason="MONAI Label integration switched off (USSEG_MONAILABEL_TESTS=0)"),
 ]
 
 BUNDLES = bundle_dirs()
@@ -56,8 +54,10 @@ ENV_SCRIPT = REPO_ROOT / "scripts" / "monailabel_env.sh"
 # the user's cache, read before tests/conftest.py points USSEG_MONAI_CACHE at a per-session temporary folder:
 # the environment is a one-off build that later sessions reuse
 USER_CACHE = Path(os.environ.get("USSEG_MONAI_CACHE", Path.home() / ".cache" / "usseg_monai")).expanduser()
-# brief training before serving so that the model finds the lesion: epochs, learning rate
-PRETRAIN = {2: (10, 0.003), 3: (10, 0.003)}
+# brief training before serving so that the model finds the lesion: epochs, learning rate. 3D: at 0.003 the 3D
+# UNet under-segmented after 10 epochs (Dice 0.25 and 0.44 on two training volumes, the bundle's own inference
+# giving the same masks as the server); at 0.01 it reached 0.69-0.75 on four (measured 2026-12-03).
+PRETRAIN = {2: (10, 0.003), 3: (10, 0.01)}
 SERVER_START_TIMEOUT_S = 240
 REQUEST_TIMEOUT_S = 600
 
@@ -77,7 +77,12 @@ def monailabel_venv() -> Path:
     r = subprocess.run(
         ["bash", str(ENV_SCRIPT)], env=_env(), capture_output=True, text=True, timeout=3600, cwd=REPO_ROOT
     )
-    assert r.returncode == 0, f"scripts/monailabel_env.sh failed ({r.returncode}):\n{r.stderr[-6000:]}"
+    if r.returncode != 0:
+        message = f"scripts/monailabel_env.sh could not build the MONAI Label environment ({r.returncode}):\n"
+        message += r.stderr[-6000:]
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
     venv = Path(r.stdout.strip().splitlines()[-1])
     assert (venv / ".complete").is_file() and (venv / "bin" / "monailabel").is_file(), venv
     print(f"MONAI Label environment {venv} ready in {time.monotonic() - start:.0f} s", file=sys.stderr)
