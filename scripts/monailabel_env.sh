@@ -54,7 +54,8 @@ PY
 fi
 
 # point the editable install of usseg_monai at this checkout
-here="$("$venv/bin/python" -c 'import os, usseg_monai; print(os.path.dirname(os.path.dirname(os.path.abspath(usseg_monai.__file__))))' 2>/dev/null || true)"
+# (from /, so that a checkout in the current folder cannot be imported in place of the installed one)
+here="$(cd / && "$venv/bin/python" -c 'import os, usseg_monai; print(os.path.dirname(os.path.dirname(os.path.abspath(usseg_monai.__file__))))' 2>/dev/null || true)"
 if [[ "$here" != "$root" ]]; then
     log "installing $root (editable) into $venv"
     "$venv/bin/python" -m pip --disable-pip-version-check install -q --no-deps --no-build-isolation -e "$root" >&2

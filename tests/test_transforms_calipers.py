@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,7 @@ from usseg_monai.transforms import (
     CaliperPseudoLabels,
     CaliperPseudoLabelsd,
     CalipersFromMask,
+    CalipersFromPointsd,
     CalipersFromMaskd,
     ConstrainToCalipers,
     ConstrainToCalipersd,
@@ -389,3 +392,49 @@ def test_constrain_to_calipers_errors(tmp_path):
         ConstrainToCalipers()(torch.ones(2, 48, 40), ann)
     with pytest.raises(DatasetError, match="missing.json"):
         ConstrainToCalipersd("pred")({"pred": torch.ones(1, 48, 40), "calipers": str(tmp_path / "missing.json")})
+
+
+@pytest.mark.parametrize("nd, spacing", [(2, (0.5, 0.8)), (3, (0.7, 0.7, 2.0))])
+def test_calipers_from_points_on_the_image_grid(nd, spacing):
+    """The endpoints a reader drew (long axis first) become the annotation of the image's grid and spacing; as
+    a JSON string or dict it is the same annotation; with it the constrained mask lies between the labels."""
+    d = CalipersFromMaskd("label")(item(nd, spacing))
+    truth = d["calipers"]
+    points = truth.lesions[0].segments.reshape(-1, nd).tolist()
+    out = CalipersFromPointsd("image", points_key="points")({"image": d["image"], "points": points})
+    ann = out["calipers"]
+    assert ann.image_shape == tuple(d["image"].shape[1:]) and ann.spacing == pytest.approx(spacing)
+    np.testing.assert_allclose(ann.lesions[0].segments, truth.lesions[0].segments)
+    as_json = CalipersFromPointsd("image")({"image": d["image"], "points": truth.to_dict()})["calipers"]
+    assert as_json == truth
+    assert CalipersFromPointsd("image")({"image": d["image"], "points": json.dumps(truth.to_dict())})["calipers"] == truth
+    labels = CaliperPseudoLabels()(ann, d["image"])
+    got = ConstrainToCalipers()(torch.zeros_like(d["label"], dtype=torch.uint8), ann)[0].bool()
+    assert torch.equal(got, labels[0].bool())
+    # no points: nothing to constrain with
+    for empty in (None, [], ""):
+        assert "calipers" not in CalipersFromPointsd("image")({"image": d["image"], "points": empty})
+
+
+@pytest.mark.parametrize(
+    "points, message",
+    [
+        ([[10, 20], [30, 20], [20, 15]], r"needs 4 points \(long axis start, end, short axis start, end\), got 3"),
+        ([[10, 20], [30, 20], [20, 15], [20, 25], [1, 1]], "needs 4 points"),
+        ([[10, 20], [30, 20], [20, 15], [20]], r"point 3 must be 2 numbers"),
+        ([[10, 20], [30, 20], [20, "15"], [20, 25]], r"point 2 must be 2 numbers"),
+        ([[10, 20], [30, 20], [20, True], [20, 25]], r"point 2 must be 2 numbers"),
+        ([[10, 20], [30, float("nan")], [20, 15], [20, 25]], "not finite"),
+        ([[10, 20], [10, 20], [20, 15], [20, 25]], r"segment 0 \(long axis\): zero length"),
+        ([[10, 20], [30, 20], [20, 15], [20, 45]], r"outside the image of shape \[48, 40\]"),
+        ([[10, 20], [30, 20], [20, 15], [30, 25]], "from perpendicular"),
+        ("[[10, 20], [30", "not valid JSON"),
+        ({"format": "usseg-calipers", "version": 1, "spacing": [1, 1], "image_shape": [40, 48], "lesions": []},
+         r"drawn on an image of shape \[40, 48\], this image has shape \[48, 40\]"),
+        (17, "expected a list of 4 points"),
+    ],
+)
+def test_calipers_from_points_errors_name_the_field(points, message):
+    img = item(2, (0.5, 0.5))["image"]
+    with pytest.raises(DatasetError, match=r"request field 'points'.*" + message):
+        CalipersFromPointsd("image")({"image": img, "points": points})

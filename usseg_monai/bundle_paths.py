@@ -11,7 +11,7 @@ from pathlib import Path
 
 from usseg_monai.data.io import DatasetError
 
-__all__ = ["BUNDLES_DIR", "resolve_bundle", "bundle_names"]
+__all__ = ["BUNDLES_DIR", "resolve_bundle", "bundle_names", "trains_from_calipers"]
 
 #: the repository's ``bundles/`` folder (next to the ``usseg_monai`` package in a checkout or editable install)
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
@@ -40,3 +40,10 @@ def resolve_bundle(bundle: str | os.PathLike) -> Path:
         f"bundle {str(bundle)!r} not found: no configs/train.json and configs/inference.json under "
         f"{[str(c) for c in candidates]} (bundles: {', '.join(bundle_names()) or 'none'})"
     )
+
+
+def trains_from_calipers(bundle: str | os.PathLike) -> bool:
+    """Whether a bundle folder trains from calipers: its ``configs/train.json`` rasterises caliper pseudo-labels
+    (``CaliperPseudoLabelsd``; the CRBNet bundles). Such bundles get the caliper-guided MONAI Label task."""
+    train = Path(bundle) / "configs" / "train.json"
+    return train.is_file() and "CaliperPseudoLabelsd" in train.read_text(encoding="utf-8")

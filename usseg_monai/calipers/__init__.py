@@ -7,6 +7,7 @@ from usseg_monai.calipers.annotation import (
     DEFAULT_ANGLE_TOLERANCE,
     CaliperAnnotation,
     CaliperLesion,
+    calipers_from_points,
     load_calipers,
     save_calipers,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_ANGLE_TOLERANCE",
     "CaliperAnnotation",
     "CaliperLesion",
+    "calipers_from_points",
     "load_calipers",
     "save_calipers",
     "caliper_ceiling",

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_ANGLE_TOLERANCE",
     "CaliperLesion",
     "CaliperAnnotation",
+    "calipers_from_points",
     "load_calipers",
     "save_calipers",
 ]
@@ -268,3 +269,45 @@ def load_calipers(path: str | os.PathLike, validate: bool = True,
     p = Path(path)
     data = read_json(p, "caliper file")
     return CaliperAnnotation.from_dict(data, where=str(p), validate=validate, angle_tolerance=angle_tolerance)
+
+
+def _is_number(v: Any) -> bool:
+    """A real number given as a number (not a bool, not a string)."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def calipers_from_points(
+    points: Any,
+    image_shape: Sequence[int],
+    spacing: Sequence[float],
+    where: str = "points",
+    angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE,
+) -> CaliperAnnotation:
+    """One lesion's calipers from the endpoints a reader drew, in order, on an image of ``image_shape``.
+
+    2D: four points, long axis start and end, then short axis start and end; 3D: six, then the third axis.
+    Points are voxel coordinates in MONAI index order ``(x, y[, z])`` of the image as MONAI loads it (x the
+    column of a PNG). The result is validated (:meth:`CaliperAnnotation.validate`): finite endpoints inside the
+    image, no zero-length axis, axes perpendicular within ``angle_tolerance`` degrees in mm space.
+
+    Args:
+        points: a sequence of ``2 * nd`` points of ``nd`` numbers (booleans and strings are refused).
+        image_shape: spatial shape ``(nx, ny[, nz])`` of the image.
+        spacing: mm per voxel in the same order (1.0 for an image without spacing: pixel units).
+        where: prefix of the error messages (the request field).
+
+    Raises:
+        DatasetError: naming ``where`` and what is wrong (number of points, coordinates, geometry).
+    """
+    nd = len(image_shape)
+    order = "long axis start, end, short axis start, end" + (", third axis start, end" if nd == 3 else "")
+    if not isinstance(points, (list, tuple)):
+        raise DatasetError(f"{where}: expected a list of {2 * nd} points ({order}), got {type(points).__name__}")
+    if len(points) != 2 * nd:
+        raise DatasetError(f"{where}: a {nd}D image needs {2 * nd} points ({order}), got {len(points)}")
+    for i, pt in enumerate(points):
+        if not isinstance(pt, (list, tuple)) or len(pt) != nd or not all(_is_number(v) for v in pt):
+            raise DatasetError(f"{where}: point {i} must be {nd} numbers (voxel coordinates x, y{', z' if nd == 3 else ''}), got {pt!r}")
+    segments = np.asarray(points, dtype=np.float64).reshape(nd, 2, nd)
+    annotation = CaliperAnnotation(tuple(spacing), tuple(image_shape), [CaliperLesion(segments)])
+    return annotation.validate(angle_tolerance, where=where)

@@ -2,6 +2,8 @@
 
 from usseg_monai.transforms.augment import AUGMENTATIONS, train_augmentation
 from usseg_monai.transforms.calipers import (
+    CalipersFromPoints,
+    CalipersFromPointsd,
     ConstrainToCalipers,
     ConstrainToCalipersd,
     CaliperPseudoLabels,
@@ -69,6 +71,8 @@ __all__ = [
     "ResampleCalipers",
     "ResampleCalipersd",
     "resample_calipers",
+    "CalipersFromPoints",
+    "CalipersFromPointsd",
     "ConstrainToCalipers",
     "ConstrainToCalipersd",
 ]

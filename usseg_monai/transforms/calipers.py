@@ -17,6 +17,7 @@ and at inference ``MeasureLesiond("pred")`` writes ``pred_measurements``, a list
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
@@ -29,7 +30,13 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.utils import ensure_tuple_rep
 
-from usseg_monai.calipers.annotation import DEFAULT_ANGLE_TOLERANCE, CaliperAnnotation, CaliperLesion, load_calipers
+from usseg_monai.calipers.annotation import (
+    DEFAULT_ANGLE_TOLERANCE,
+    CaliperAnnotation,
+    CaliperLesion,
+    calipers_from_points,
+    load_calipers,
+)
 from usseg_monai.calipers.derive import calipers_from_mask, jitter_calipers
 from usseg_monai.calipers.measure import measure_mask
 from usseg_monai.calipers.rasterize import LABEL_NAMES, rasterize_calipers
@@ -62,6 +69,10 @@ __all__ = [
     "ResampleCalipersd",
     "ResampleCalipersD",
     "ResampleCalipersDict",
+    "CalipersFromPoints",
+    "CalipersFromPointsd",
+    "CalipersFromPointsD",
+    "CalipersFromPointsDict",
     "ConstrainToCalipers",
     "ConstrainToCalipersd",
     "ConstrainToCalipersD",
@@ -432,6 +443,67 @@ class MeasureLesiond(MapTransform):
         return d
 
 
+class CalipersFromPoints(Transform):
+    """The caliper annotation a reader drew on ``img``: endpoints in order, or a caliper annotation of its own.
+
+    ``points`` is either the endpoints of one lesion's axes in order (2D: long axis start, end, short axis
+    start, end; 3D: then the third axis; voxel coordinates ``(x, y[, z])`` of the image as loaded, see
+    :func:`~usseg_monai.calipers.calipers_from_points`), or the JSON form of a whole annotation (a dict, or that
+    dict as a JSON string), whose ``image_shape`` must be the image's. The grid of the result is the image's:
+    its spatial shape and its spacing (``pixdim``, mm; 1.0 for plain PNGs, i.e. pixel units). This is how the
+    caliper-guided MONAI Label task turns a request into the annotation :class:`ConstrainToCalipers` uses.
+
+    Raises:
+        DatasetError: naming ``where`` and what is wrong (number of points, non-numbers, non-finite, zero-length or
+            non-perpendicular axes, endpoints outside the image, an annotation made for another image size).
+    """
+
+    def __init__(self, angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> None:
+        self.angle_tolerance = angle_tolerance
+
+    def __call__(self, img: Any, points: Any, where: str = "points") -> CaliperAnnotation:
+        shape = tuple(int(s) for s in img.shape[1:])
+        spacing = image_spacing(img)
+        if isinstance(points, str):
+            try:
+                points = json.loads(points)
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"{where}: not valid JSON ({e})") from e
+        if isinstance(points, dict):
+            annotation = CaliperAnnotation.from_dict(points, where=where, validate=False)
+            if annotation.image_shape != shape:
+                raise DatasetError(
+                    f"{where}: the calipers were drawn on an image of shape {list(annotation.image_shape)}, "
+                    f"this image has shape {list(shape)}"
+                )
+            return annotation.validate(self.angle_tolerance, where=where)
+        return calipers_from_points(points, shape, spacing, where=where, angle_tolerance=self.angle_tolerance)
+
+
+class CalipersFromPointsd(MapTransform):
+    """Dictionary form of :class:`CalipersFromPoints`: ``points_key`` of the item, on the grid of ``keys`` (the
+    loaded, channel-first image, before any resizing), written to ``output_key``.
+
+    An item without points (key absent, ``None``, or an empty list) passes unchanged: no calipers, no constraint.
+    """
+
+    def __init__(self, keys: KeysCollection = "image", points_key: str = "points", output_key: str = "calipers",
+                 angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.points_key = points_key
+        self.output_key = output_key
+        self.op = CalipersFromPoints(angle_tolerance)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        points = d.get(self.points_key)
+        if points is None or (isinstance(points, (list, tuple, str)) and len(points) == 0):
+            return d
+        for key in self.key_iterator(d):
+            d[self.output_key] = self.op(d[key], points, where=f"request field {self.points_key!r}")
+        return d
+
+
 class ConstrainToCalipers(Transform):
     """Constrain a predicted mask to lie between an annotation's conservative and radical labels.
 
@@ -609,4 +681,5 @@ class ResampleCalipersd(MapTransform):
 
 
 ResampleCalipersD = ResampleCalipersDict = ResampleCalipersd
+CalipersFromPointsD = CalipersFromPointsDict = CalipersFromPointsd
 ConstrainToCalipersD = ConstrainToCalipersDict = ConstrainToCalipersd
