@@ -63,6 +63,8 @@ def prepare_bundles(app_dir: Path, names: str, bundles_dir: Path, outputs_dir: P
     Raises:
         ValueError: no bundle requested, or a name that is not a bundle folder of ``bundles_dir``.
     """
+    if not bundles_dir.is_dir():
+        raise ValueError(f"--conf bundles_dir: {bundles_dir} is not a folder (the bundles' parent folder, e.g. bundles/)")
     available = sorted(p.name for p in bundles_dir.iterdir() if (p / "configs" / "inference.json").is_file())
     wanted = available if names.strip() == "all" else [n.strip() for n in names.split(",") if n.strip()]
     if not wanted:
