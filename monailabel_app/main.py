@@ -91,7 +91,7 @@ def prepare_bundles(app_dir: Path, names: str, bundles_dir: Path, outputs_dir: P
     return out
 
 
-def _caliper_points(request: dict[str, Any], ndim: int) -> Any:
+def _caliper_points(request: dict[str, Any], ndim: int) -> tuple[str, Any]:
     """The calipers of a request: ``calipers`` (a calipers JSON object or the endpoints in order) or MONAI Label's
     ``foreground`` clicks (the endpoints in order, long axis first). Clicks on a 2D image may carry a third
     coordinate 0 (3D viewers send one for every click): it is dropped."""
@@ -102,7 +102,7 @@ def _caliper_points(request: dict[str, Any], ndim: int) -> Any:
         if ndim == 2 and isinstance(value, list) and all(isinstance(p, list) and len(p) == 3 for p in value):
             if all(p[2] == 0 for p in value):
                 value = [p[:2] for p in value]
-        return value
+        return field, value
     raise HTTPException(
         status_code=422,
         detail=f"caliper-guided segmentation needs calipers: 'foreground' clicks or 'calipers' in the request params "
@@ -139,6 +139,7 @@ class CaliperGuidedInferTask(BundleInferTask):
     """
 
     POINTS_KEY = "caliper_points"
+    SOURCE_KEY = "caliper_source"
 
     def __init__(self, path: str, conf: dict[str, str], **kwargs: Any) -> None:
         # the bundle's CSV / overlay writers are for batch inference; MONAI Label writes the mask itself
@@ -152,7 +153,9 @@ class CaliperGuidedInferTask(BundleInferTask):
         if at is None:
             raise RuntimeError(f"{self.bundle_path}: the inference preprocessing has no EnsureChannelFirstd")
         # on the loaded image's own grid and spacing, before any resizing
-        pre.insert(at + 1, CalipersFromPointsd(self.key_image, points_key=self.POINTS_KEY, output_key="calipers"))
+        source = f"request field {(data or {}).get(self.SOURCE_KEY, 'foreground')!r}"
+        pre.insert(at + 1, CalipersFromPointsd(self.key_image, points_key=self.POINTS_KEY, output_key="calipers",
+                                               source=source))
         return pre
 
     def post_transforms(self, data: Any = None) -> list:
@@ -177,7 +180,7 @@ class CaliperGuidedInferTask(BundleInferTask):
 
     def __call__(self, request: dict[str, Any], callbacks: Any = None) -> tuple[Any, dict]:
         req = dict(request)
-        req[self.POINTS_KEY] = _caliper_points(req, self.dimension)
+        req[self.SOURCE_KEY], req[self.POINTS_KEY] = _caliper_points(req, self.dimension)
         try:
             return super().__call__(req, callbacks)
         except Exception as e:

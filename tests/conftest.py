@@ -51,8 +51,8 @@ def one_torch_thread():
 
 
 #: the suite's longest parts, started first (longest first) so that the two xdist workers of scripts/test.sh end
-#: together; measured in a CI run on 2 cores (2026-12-03): test_bundles ~400 s (one fixture scope), each runnable
-#: docs block 150-250 s, each MONAI Label bundle server ~130 s, test_export ~200 s, test_suite ~70 s
+#: together; measured in a CI run on 2 cores (2026-12-03, test time): test_bundles 273 s (one unit), the three
+#: runnable docs blocks 197 s, the MONAI Label bundle servers ~96 s each (671 s), test_export 136 s, test_suite 60 s
 LONGEST_FIRST = (
     "tests/test_bundles.py::",
     "tests/test_docs_runnable.py::test_runnable_block_runs",
@@ -89,6 +89,7 @@ class _ScopeScheduling(LoadScopeScheduling):
         return xdist_scope(nodeid)
 
 
+@pytest.hookimpl(optionalhook=True)  # without the xdist plugin (-p no:xdist) the hook does not exist
 def pytest_xdist_make_scheduler(config, log):
     """Schedule by :func:`xdist_scope` (in the order of the collection, see ``pytest_collection_modifyitems``)."""
     return _ScopeScheduling(config, log)

@@ -436,5 +436,5 @@ def test_calipers_from_points_on_the_image_grid(nd, spacing):
 )
 def test_calipers_from_points_errors_name_the_field(points, message):
     img = item(2, (0.5, 0.5))["image"]
-    with pytest.raises(DatasetError, match=r"request field 'points'.*" + message):
+    with pytest.raises(DatasetError, match=r"field 'points'.*" + message):
         CalipersFromPointsd("image")({"image": img, "points": points})

@@ -485,13 +485,17 @@ class CalipersFromPointsd(MapTransform):
     loaded, channel-first image, before any resizing), written to ``output_key``.
 
     An item without points (key absent, ``None``, or an empty list) passes unchanged: no calipers, no constraint.
+    ``source`` names the points in error messages (default ``field '<points_key>'``; the MONAI Label task names
+    the request field the client sent).
     """
 
     def __init__(self, keys: KeysCollection = "image", points_key: str = "points", output_key: str = "calipers",
-                 angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE, allow_missing_keys: bool = False) -> None:
+                 angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE, source: str | None = None,
+                 allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         self.points_key = points_key
         self.output_key = output_key
+        self.source = source if source is not None else f"field {points_key!r}"
         self.op = CalipersFromPoints(angle_tolerance)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -500,7 +504,7 @@ class CalipersFromPointsd(MapTransform):
         if points is None or (isinstance(points, (list, tuple, str)) and len(points) == 0):
             return d
         for key in self.key_iterator(d):
-            d[self.output_key] = self.op(d[key], points, where=f"request field {self.points_key!r}")
+            d[self.output_key] = self.op(d[key], points, where=self.source)
         return d
 
 
