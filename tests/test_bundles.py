@@ -168,24 +168,52 @@ def test_config_keys_of_the_convention(bundle: Path):
         assert key in infer, f"inference.json lacks {key}"
     assert train["eval_data_list_key"] == "validation"
     assert train["device"] == infer["device"] == "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')"
-    assert "ensure_phantom_dataset" in train["dataset_dir"] and "ensure_phantom_dataset" in infer["dataset_dir"]
+    # #18: a pure path (nothing written on read); the phantom is made by the explicit initialize step
+    for cfg in (train, infer):
+        assert cfg["dataset_dir"] == "$usseg_monai.data.phantom.default_phantom_dir(spatial_dims=@spatial_dims)"
+        assert "default_phantom_dir" in cfg["create_phantom"]
+        assert any("ensure_phantom_dataset" in s and "@create_phantom" in s for s in cfg["initialize"])
+
+
+def _cache_listing() -> set[str]:
+    root = cache_dir()
+    return {p.name for p in root.iterdir()} if root.is_dir() else set()
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
-def test_default_dataset_is_the_generated_phantom(bundle: Path):
-    """Without --dataset_dir the bundle generates (once) and uses the phantom in the user cache."""
+def test_default_dataset_is_the_generated_phantom(bundle: Path, tmp_path, monkeypatch):
+    """Reading the config writes nothing; the workflow's initialize generates the phantom in the user cache."""
     from monai.bundle import ConfigParser
 
+    monkeypatch.setenv("USSEG_MONAI_CACHE", str(tmp_path / "cache"))
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "train.json"))
     dataset_dir = Path(parser.get_parsed_content("dataset_dir"))
-    assert cache_dir() in dataset_dir.parents  # $USSEG_MONAI_CACHE (a tmp folder under pytest)
-    assert not str(dataset_dir).startswith(str(bundle))
+    assert cache_dir() in dataset_dir.parents and not str(dataset_dir).startswith(str(bundle))
+    assert parser.get_parsed_content("create_phantom") is True
     datalist = Path(parser.get_parsed_content("data_list_file_path"))
-    assert datalist == dataset_dir / "datalist.json" and datalist.is_file()
+    assert datalist == dataset_dir / "datalist.json"
+    assert not dataset_dir.exists() and _cache_listing() == set()  # read only: nothing generated
+    wf = _workflow(bundle, ["train.json"], "train")
+    wf.initialize()  # the explicit step: warning filters, the phantom, determinism; no dataset or trainer built
+    assert datalist.is_file() and _cache_listing() == {dataset_dir.name}
     items = parser.get_parsed_content("train_datalist")
     assert len(items) > 0 and all(Path(i["image"]).is_absolute() and Path(i["label"]).is_file() for i in items)
     assert len(items[0]["spacing"]) == bundle_spatial_dims(bundle)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
+def test_user_dataset_dir_gets_no_phantom(bundle: Path, tmp_path, monkeypatch):
+    """A dataset_dir that does not exist (a typo) is an error naming the datalist, never a silent phantom."""
+    monkeypatch.setenv("USSEG_MONAI_CACHE", str(tmp_path / "cache"))
+    missing = tmp_path / "no_such_dataset"
+    wf = _workflow(bundle, ["train.json"], "train", dataset_dir=str(missing), max_epochs=1, progress_bar=False)
+    assert wf.parser.get_parsed_content("create_phantom") is False
+    with pytest.raises(Exception) as info:
+        wf.initialize()
+        wf.run()
+    assert str(missing / "datalist.json") in _errors_in_chain(info.value)
+    assert not missing.exists() and _cache_listing() == set()
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
@@ -433,9 +461,7 @@ def test_ckpt_export_torchscript_matches_eager(trained, tmp_path):
         "--bundle_root", str(work),
         "--dataset_dir", str(dataset),
     ]  # fmt: skip
-    trace_shape = json.loads((bundle / "configs" / "inference.json").read_text()).get("export_trace_input_shape")
-    if trace_shape is not None:  # a network TorchScript cannot script is traced (docs/bundles.md, Export)
-        cmd += ["--use_trace", "True", "--input_shape", json.dumps(trace_shape)]
+    # scripting (MONAI's default and the model-zoo's check), for every bundle: no --use_trace
     r = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     # MONAI embeds metadata.json as is (ckpt_export adds no version values) and each config file, as JSON

@@ -387,6 +387,37 @@ def test_ensure_phantom_dataset_generates_once(monkeypatch):
     assert sorted(p.name for p in cache_dir().iterdir() if p.name.startswith(".")) == []
 
 
+def test_default_phantom_dir_is_pure_and_is_where_ensure_writes(tmp_path, monkeypatch):
+    monkeypatch.setenv("USSEG_MONAI_CACHE", str(tmp_path / "cache"))
+    d = phantom.default_phantom_dir(2, n_images=3, image_size=24, seed=5)
+    assert not (tmp_path / "cache").exists()  # computing the path writes nothing (the bundles' dataset_dir)
+    assert Path(d).parent == tmp_path / "cache" and Path(d).name.startswith("phantom_2d_n3_24x24_seed5_v")
+    assert ensure_phantom_dataset(2, n_images=3, image_size=24, seed=5) == d
+    assert phantom.default_phantom_dir(3) != phantom.default_phantom_dir(2)
+    assert phantom.default_phantom_dir(2) == phantom.default_phantom_dir(2, image_size=(128, 128), n_images=64)
+
+
+def test_ensure_phantom_dataset_into_a_given_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("USSEG_MONAI_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "mine" / "phantom"
+    assert ensure_phantom_dataset(2, n_images=2, image_size=24, seed=1, output=out) == str(out)
+    assert (out / "datalist.json").is_file() and not (tmp_path / "cache").exists()
+    before = sorted(p.name for p in out.rglob("*"))
+    assert ensure_phantom_dataset(2, n_images=2, image_size=24, seed=1, output=out) == str(out)
+    assert sorted(p.name for p in out.rglob("*")) == before
+    # an existing folder that is not a dataset is never filled or modified
+    other = tmp_path / "my_data"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    with pytest.raises(DatasetError, match="my_data exists but has no datalist.json; choose an empty or missing"):
+        ensure_phantom_dataset(2, n_images=2, image_size=24, seed=1, output=other)
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert ensure_phantom_dataset(2, n_images=2, image_size=24, seed=1, output=empty) == str(empty)
+    assert (empty / "datalist.json").is_file()
+
+
 def test_ensure_phantom_dataset_concurrent_threads(monkeypatch):
     """Both callers generate (a barrier holds them until both are done), one rename wins, both get the
     winner's complete folder and the loser's copy is removed."""

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CACHE_ENV",
     "DatasetError",
     "atomic_path",
     "atomic_write_text",
@@ -294,8 +295,12 @@ def _validate_datalist(data: Any, where: Path, base_dir: Path | None) -> None:
                     raise DatasetError(f"{where}: {section}[{i}] '{key}' names a missing file: {base_dir / item[key]}")
 
 
+#: environment variable naming the user cache folder (:func:`cache_dir`)
+CACHE_ENV = "USSEG_MONAI_CACHE"
+
+
 def cache_dir() -> Path:
     """The user cache folder for generated data: ``$USSEG_MONAI_CACHE`` or ``~/.cache/usseg_monai``."""
-    env = os.environ.get("USSEG_MONAI_CACHE")
+    env = os.environ.get(CACHE_ENV)
     base = Path(env).expanduser() if env else Path.home() / ".cache" / "usseg_monai"
     return base

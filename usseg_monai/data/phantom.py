@@ -60,6 +60,7 @@ __all__ = [
     "generate_phantom",
     "prepare_phantom",
     "phantom_dataset_key",
+    "default_phantom_dir",
     "ensure_phantom_dataset",
 ]
 
@@ -931,25 +932,48 @@ def _complete(folder: Path) -> bool:
 
 
 
-def ensure_phantom_dataset(
+def default_phantom_dir(
     spatial_dims: int = 2,
     *,
     n_images: int | None = None,
     image_size: int | Sequence[int] | None = None,
     seed: int = 0,
 ) -> str:
-    """Path of the phantom dataset in :func:`usseg_monai.data.io.cache_dir`, generated on first use.
+    """Where :func:`ensure_phantom_dataset` keeps the phantom dataset with these parameters.
 
-    The folder is ``cache_dir()/phantom_<2d|3d>_<key>`` (:func:`phantom_dataset_key`). It is generated
-    into a temporary sibling folder and moved into place with one :func:`os.rename`, so concurrent callers
-    (torchrun ranks, MONAI Label) never see a half-written dataset: whoever loses the race discards its own
-    copy and returns the winner's folder. Nothing is ever written into the package or a bundle.
+    ``cache_dir()/phantom_<2d|3d>_<key>`` (:func:`phantom_dataset_key`). Nothing is read or written: the bundles'
+    default ``dataset_dir`` is this path, and the phantom is generated only by the explicit step
+    (``create_phantom`` in a bundle's ``initialize``, or ``usseg prepare phantom``).
+
+    Args: as :func:`ensure_phantom_dataset`.
+    """
+    size = _resolve_size(spatial_dims, image_size)
+    n = DEFAULT_N_IMAGES[spatial_dims] if n_images is None else int(n_images)
+    return str(cache_dir() / f"phantom_{spatial_dims}d_{phantom_dataset_key(spatial_dims, n, size, seed)}")
+
+
+def ensure_phantom_dataset(
+    spatial_dims: int = 2,
+    *,
+    n_images: int | None = None,
+    image_size: int | Sequence[int] | None = None,
+    seed: int = 0,
+    output: str | os.PathLike | None = None,
+) -> str:
+    """Path of a phantom dataset, generated when it does not exist yet.
+
+    The folder is ``output``, by default :func:`default_phantom_dir` (in :func:`usseg_monai.data.io.cache_dir`).
+    It is generated into a temporary sibling folder and moved into place with one :func:`os.rename`, so
+    concurrent callers (torchrun ranks, MONAI Label) never see a half-written dataset: whoever loses the race
+    discards its own copy and returns the winner's folder. An existing folder is never modified. Nothing is ever
+    written into the package or a bundle.
 
     Args:
         spatial_dims: 2 or 3.
         n_images: default :data:`DEFAULT_N_IMAGES`.
         image_size: default :data:`DEFAULT_IMAGE_SIZE`.
         seed: seed of the images and of the split.
+        output: the dataset folder; default :func:`default_phantom_dir` of the other arguments.
 
     Returns:
         The dataset folder (holding ``datalist.json``), as a string.
@@ -959,18 +983,22 @@ def ensure_phantom_dataset(
     """
     size = _resolve_size(spatial_dims, image_size)
     n = DEFAULT_N_IMAGES[spatial_dims] if n_images is None else int(n_images)
-    root = cache_dir()
+    default = output is None
+    final = Path(default_phantom_dir(spatial_dims, n_images=n, image_size=size, seed=seed) if default else output)
+    what = "cached phantom dataset" if default else "dataset folder"
+    root = final.parent
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"phantom_{spatial_dims}d_{phantom_dataset_key(spatial_dims, n, size, seed)}"
-    if final.exists():
+    empty = final.is_dir() and not any(final.iterdir())  # an empty folder is filled (os.rename replaces it)
+    if final.exists() and not empty:
         try:
             if _complete(final):
                 return str(final)
         except DatasetError as e:
-            raise DatasetError(
-                f"cached phantom dataset {final} is damaged ({e}); delete the folder to regenerate"
-            ) from e
-        raise DatasetError(f"cached phantom dataset {final} has no datalist.json; delete the folder to regenerate")
+            raise DatasetError(f"{what} {final} is damaged ({e}); delete the folder to regenerate") from e
+        raise DatasetError(
+            f"{what} {final} exists but has no datalist.json; "
+            + ("delete the folder to regenerate" if default else "choose an empty or missing folder for the phantom")
+        )
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
     try:
         logger.info("generating the %dD phantom dataset (%d images) into %s", spatial_dims, n, final)

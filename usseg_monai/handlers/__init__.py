@@ -1,13 +1,14 @@
 """usseg_monai.handlers: ignite handlers that MONAI lacks.
 
 Per-case metrics in physical units, metric reports with the label's name, class probabilities, a note on runs
-too short to learn.
+too short to learn, a checkpoint saver/loader of the trainer's own state.
 """
 
 from .case_metric import CaseMetricHandler, spacing_of
 from .class_probabilities import ClassProbabilityWriter, read_class_probabilities
 from .metrics_saver import LabeledMetricsSaver, relabel_metric_reports
 from .short_run import ShortRunNote
+from .training_state import TrainingStateLoader, TrainingStateSaver
 
 __all__ = [
     "CaseMetricHandler",
@@ -17,4 +18,6 @@ __all__ = [
     "LabeledMetricsSaver",
     "relabel_metric_reports",
     "ShortRunNote",
+    "TrainingStateLoader",
+    "TrainingStateSaver",
 ]

@@ -66,6 +66,7 @@ class ClassElevateSeg(nn.Module):
             raise ValueError(f"ClassElevateSeg: decoder_channels needs four widths, got {list(decoder_channels)}")
         self.spatial_dims = spatial_dims
         self.out_channels = out_channels
+        self.divisor = int(type(self).divisor)  # an instance attribute: TorchScript reads no class attributes
         self.encoder = resnet18(
             spatial_dims=spatial_dims, n_input_channels=in_channels, conv1_t_stride=2, feed_forward=False
         )
@@ -92,9 +93,15 @@ class ClassElevateSeg(nn.Module):
         x = e.act(e.bn1(e.conv1(x)))
         feats = [x]
         x = e.maxpool(x)
-        for layer in (e.layer1, e.layer2, e.layer3, e.layer4):
-            x = layer(x)
-            feats.append(x)
+        # one call per layer (a tuple of modules cannot be iterated in TorchScript)
+        x = e.layer1(x)
+        feats.append(x)
+        x = e.layer2(x)
+        feats.append(x)
+        x = e.layer3(x)
+        feats.append(x)
+        x = e.layer4(x)
+        feats.append(x)
         return feats
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

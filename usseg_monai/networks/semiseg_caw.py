@@ -132,9 +132,14 @@ class SemiSegCAWNet(nn.Module):
         inp = x
         ce = self.class_elevate
         if ce is not None:
-            aux_seg, aux_cls = ce(x)
-            inp = torch.cat([x, torch.sigmoid(aux_seg)], dim=1)
-        seg, cls = self.core(inp)
+            a_seg, a_cls = ce(x)
+            inp = torch.cat([x, torch.sigmoid(a_seg)], dim=1)
+            aux_seg, aux_cls = a_seg, a_cls
+        out = self.core(inp)
+        # the core always has its class head here (make_backbone); the check refines the Union for TorchScript
+        if not isinstance(out, tuple):
+            raise RuntimeError("SemiSegCAWNet: the core network returned no class logits (built without a head)")
+        seg, cls = out[0], out[1]
         return seg, cls, aux_seg, aux_cls
 
     def forward_with_class(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
