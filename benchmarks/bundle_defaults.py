@@ -52,17 +52,20 @@ def run_bundle(bundle: Path, out: Path, threads: int) -> dict:
     if result_file.is_file():
         return json.loads(result_file.read_text())
     run = out / bundle.name
-    if run.exists():
-        shutil.rmtree(run)  # an unfinished run: start again from a clean copy
-    shutil.copytree(bundle, run, ignore=shutil.ignore_patterns("models", "eval"))
+    train = json.loads((bundle / "configs" / "train.json").read_text())
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env["PYTHONWARNINGS"] = "ignore:parsing config_file:UserWarning"
-    train = json.loads((run / "configs" / "train.json").read_text())
     log = run / "run.log"
-    t0 = time.time()
     cfg = str(run / "configs" / "train.json")
-    _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", cfg, "--bundle_root", str(run)], env, log)
-    t_train = time.time() - t0
+    trained = run / "train_done.json"
+    if not trained.is_file():
+        if run.exists():
+            shutil.rmtree(run)  # an unfinished training: start again from a clean copy
+        shutil.copytree(bundle, run, ignore=shutil.ignore_patterns("models", "eval"))
+        t0 = time.time()
+        _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", cfg, "--bundle_root", str(run)], env, log)
+        atomic_write_json(trained, {"train_seconds": round(time.time() - t0, 1)})
+    t_train = json.loads(trained.read_text())["train_seconds"]
     both = f"['{cfg}','{run / 'configs' / 'evaluate.json'}']"
     _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", both, "--bundle_root", str(run)], env, log)
     summary = json.loads((run / "eval" / "summary.json").read_text())
@@ -73,8 +76,8 @@ def run_bundle(bundle: Path, out: Path, threads: int) -> dict:
         "image_size": train["image_size"],
         "batch_size": train["batch_size"],
         "mean_dice": summary_mean_dice(summary),
-        "n_cases": summary_n_cases(summary),
-        "train_seconds": round(t_train, 1),
+        "n_cases": summary["cases"],
+        "train_seconds": t_train,
         "threads": threads,
         "device": f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores",
         "key": metric_key(train["spatial_dims"], train["max_epochs"]),
@@ -84,21 +87,11 @@ def run_bundle(bundle: Path, out: Path, threads: int) -> dict:
 
 
 def summary_mean_dice(summary: dict) -> float:
-    """Mean Dice of an eval/summary.json written by the bundles' evaluate.json."""
-    for path in (("mean_dice",), ("metrics", "mean_dice"), ("metrics", "dice", "mean"), ("dice", "mean")):
-        v = summary
-        for k in path:
-            v = v.get(k) if isinstance(v, dict) else None
-        if isinstance(v, (int, float)):
-            return round(float(v), 3)
-    raise KeyError(f"no mean Dice in eval/summary.json (keys {sorted(summary)})")
-
-
-def summary_n_cases(summary: dict) -> int | None:
-    for k in ("n_cases", "n", "cases"):
-        if isinstance(summary.get(k), int):
-            return summary[k]
-    return None
+    """Mean Dice of an eval/summary.json written by the bundles' evaluate.json (``metrics.dice``)."""
+    try:
+        return round(float(summary["metrics"]["dice"]), 3)
+    except (KeyError, TypeError, ValueError) as e:
+        raise KeyError(f"no metrics.dice in eval/summary.json (keys {sorted(summary)})") from e
 
 
 def write_metadata(bundle: Path, result: dict) -> None:

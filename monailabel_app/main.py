@@ -190,6 +190,15 @@ class CaliperGuidedInferTask(BundleInferTask):
             raise HTTPException(status_code=422, detail=f"bad calipers: {err}") from e
 
 
+class DatastoreTrainTask(BundleTrainTask):
+    """MONAI Label's ``BundleTrainTask`` with the bundle's ``create_phantom`` step off: the server trains on its
+    datastore's images (``train#dataset#data``), never on the phantom, so none is generated into its cache."""
+
+    def _update_overrides(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        overrides["create_phantom"] = False
+        return overrides
+
+
 class UltrasoundApp(MONAILabelApp):
     """usseg-monai's bundles in MONAI Label (see the module docstring for ``--conf`` keys)."""
 
@@ -223,7 +232,7 @@ class UltrasoundApp(MONAILabelApp):
             return {}
         trainers: dict[str, TrainTask] = {}
         for name, path in self.models.items():
-            task = BundleTrainTask(str(path), self.conf)
+            task = DatastoreTrainTask(str(path), self.conf)
             if task and task.is_valid():
                 trainers[name] = task
         return trainers
@@ -232,4 +241,4 @@ class UltrasoundApp(MONAILabelApp):
         return {"random": Random(), "first": First()}
 
 
-__all__ = ["CaliperGuidedInferTask", "UltrasoundApp", "prepare_bundles"]
+__all__ = ["CaliperGuidedInferTask", "DatastoreTrainTask", "UltrasoundApp", "prepare_bundles"]

@@ -481,6 +481,28 @@ def test_ckpt_export_torchscript_matches_eager(trained, tmp_path):
 
 
 @pytest.mark.slow
+def test_zoo_checks_on_trained_copy(trained, tmp_path):
+    """The model-zoo's checks (ci/verify_bundle.py's, through MONAI's functions) pass on the trained bundle."""
+    import shutil
+
+    from usseg_monai.bundle_checks import check_bundle
+
+    bundle, work, dataset, overrides = trained
+    copy = tmp_path / bundle.name
+    shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("models", "eval"))
+    (copy / "models").mkdir()
+    shutil.copy(work / "models" / "model.pt", copy / "models" / "model.pt")
+    schema = Path(__file__).parent / "data" / "bundle_metadata_schema.json"
+    results = check_bundle(copy, schema=schema, mode="full")
+    assert [r.name for r in results] == [
+        "layout", "version", "metadata", "shapes", "torchscript", "metadata_values", "handlers", "dataset_dir", "readme"
+    ]  # fmt: skip
+    failed = [r.line() for r in results if not r.passed]
+    assert not failed, failed
+    assert (copy / "models" / "verify_model.ts").is_file()
+
+
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo(trained, tmp_path):
     bundle, work, dataset, overrides = trained
     ov = {**overrides, "bundle_root": str(tmp_path / "b")}

@@ -177,9 +177,10 @@ def test_infer_2d_real_images_dicom_and_failures(tmp_path, capsys):
     assert not any(p.name.startswith(".usseg-infer-") for p in out.iterdir())  # staging removed
 
 
-def test_infer_spacing_option_and_empty_masks(tmp_path):
+def test_infer_spacing_option_and_empty_masks(tmp_path, monkeypatch):
     """``--spacing`` gives plain images millimetres; a network that finds nothing writes empty masks and one
-    ``lesion_found`` false row per image, exit 0."""
+    ``lesion_found`` false row per image, exit 0. Inference on one's own files makes no phantom (#18)."""
+    monkeypatch.setenv("USSEG_MONAI_CACHE", str(tmp_path / "cache"))
     ckpt = _checkpoint("unet_us_2d_segmentation", tmp_path / "model.pt", -1.0)
     out = tmp_path / "out"
     s = run_infer("unet_us_2d_segmentation", _busi(2), out, model=ckpt, spacing=(0.1, 0.2),
@@ -188,6 +189,7 @@ def test_infer_spacing_option_and_empty_masks(tmp_path):
     rows = _rows(out)
     assert [r["lesion_found"] for r in rows] == ["False", "False"] and {r["spacing_mm"] for r in rows} == {"0.1x0.2"}
     assert np.all(load_png(out / "benign (1)_seg.png") == 0)
+    assert not (tmp_path / "cache").exists()  # inference.json's create_phantom step is off for usseg infer
 
 
 def test_infer_model_formats_write_the_same_masks(tmp_path):

@@ -542,6 +542,7 @@ def run_infer(
             "output_dir": str(out.resolve()),
             "dataloader#batch_size": int(batch_size or (8 if spatial_dims == 2 else 1)),
             "constrain_to_calipers": calipers is not None,
+            "create_phantom": False,  # the user's own files: inference.json's initialize must not make a phantom
             **model_cfg,
             **dict(overrides or {}),
         }
