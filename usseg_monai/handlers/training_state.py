@@ -1,87 +1,231 @@
-"""Save and restore a trainer's state from ``train#handlers`` (#18).
+"""Save and restore a trainer's whole state from ``train#handlers``: resumable training (#18, #19).
 
-MONAI's :class:`~monai.handlers.CheckpointSaver` and :class:`~monai.handlers.CheckpointLoader` take the objects to
-save in their constructor. To resume a run the trainer itself must be saved (its iteration and epoch), so a config
-that builds them inside ``train#handlers`` would refer to ``@train#trainer`` from within the trainer's own
-arguments: a circular reference. The model-zoo layout wants every handler of the trainer in ``train#handlers``.
+:class:`TrainingStateSaver` writes ``checkpoint.pt`` (every object of ``save_dict``: network(s), optimiser(s),
+scheduler(s), a stateful loss; the trainer's iteration and epoch; the torch / numpy / python RNG states) atomically
+(a temporary file beside it, then :func:`os.replace`), every ``epoch_interval`` epochs and when the run ends or
+raises. A run killed at any moment leaves the last complete checkpoint. :class:`TrainingStateLoader` restores it
+at ``Events.STARTED`` (``--resume True``), so training continues from the last saved epoch to ``max_epochs``.
 
-:class:`TrainingStateSaver` and :class:`TrainingStateLoader` resolve this the way ignite's handlers do: they learn
-the engine when they are attached to it and add it to the saved (or loaded) objects under ``engine_key``. Every
-other argument is MONAI's, passed through unchanged, so e.g. ``save_interval`` / ``epoch_level`` keep their
-meaning.
+Both learn the engine when they are attached to it and add it to the saved (or loaded) objects under
+``engine_key``: a config that built them inside ``train#handlers`` could not name ``@train#trainer`` in the
+trainer's own arguments (a circular reference), and the model-zoo layout wants every trainer handler there.
+
+Cost: one ``torch.save`` of the state per saved epoch. Measured on a 2-core Intel Xeon (load ~3, local disk): the
+2D UNet bundle's state (1.8 M parameters + AdamW moments) is 22 MB and takes 0.05 s; the other bundles' states
+are 22 MB (CRII-Net 2D), 29 MB (CRBNet 2D), 64-86 MB (3D) and 164 MB (SemiSeg-CAW). ``epoch_interval: 0`` saves
+only at the end.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import random
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from ignite.engine import Engine
-from monai.handlers import CheckpointLoader, CheckpointSaver
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint
 
-__all__ = ["TrainingStateLoader", "TrainingStateSaver"]
+__all__ = ["TrainingStateLoader", "TrainingStateSaver", "check_writable_dir", "rng_state", "set_rng_state"]
+
+logger = logging.getLogger("usseg_monai.handlers.training_state")
+
+RNG_KEY = "rng"
 
 
 def _with_engine(objects: Mapping[str, Any], engine_key: str, engine: Engine, owner: str) -> dict[str, Any]:
     if not isinstance(objects, Mapping):
         raise TypeError(f"{owner}: expected a dict of objects to save/load, got {type(objects).__name__}")
-    if engine_key in objects:
-        raise ValueError(
-            f"{owner}: key {engine_key!r} is reserved for the engine the handler is attached to; "
-            f"remove it from the dict (keys: {sorted(objects)})"
-        )
+    for key in (engine_key, RNG_KEY):
+        if key in objects:
+            raise ValueError(
+                f"{owner}: key {key!r} is reserved (the engine the handler is attached to, the RNG states); "
+                f"remove it from the dict (keys: {sorted(objects)})"
+            )
     return {**objects, engine_key: engine}
 
 
-class TrainingStateSaver:
-    """A :class:`~monai.handlers.CheckpointSaver` of ``save_dict`` plus the engine it is attached to.
-
-    Args:
-        save_dir: folder of the checkpoint files (created when missing, as by MONAI).
-        save_dict: the objects to save, e.g. ``{"model": ..., "optimizer": ..., "lr_scheduler": ...}``; the
-            engine is added under ``engine_key`` at :meth:`attach`.
-        engine_key: name of the engine's entry in the checkpoint (``"trainer"``, as MONAI's resume examples).
-        kwargs: every other :class:`~monai.handlers.CheckpointSaver` argument (``save_final``,
-            ``final_filename``, ``save_interval``, ``epoch_level``, ``n_saved``, ...).
+def check_writable_dir(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``folder`` if needed and check that a file can be written in it.
 
     Raises:
-        ValueError: at :meth:`attach`, when ``save_dict`` already has ``engine_key``.
+        PermissionError / OSError: naming the folder and what it is for.
+    """
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test_", delete=True):
+            pass
+    except OSError as e:
+        raise type(e)(f"{what} {path} is not writable ({e.strerror or e}); choose another folder") from e
+    return path
+
+
+def rng_state() -> dict[str, Any]:
+    """The torch, numpy and python RNG states as tensors and numbers (loadable with ``weights_only=True``)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": int(version), "state": torch.tensor(py_state, dtype=torch.int64),
+                   "gauss": py_gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore states saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class TrainingStateSaver:
+    """Write ``save_dir/filename`` with ``save_dict``, the engine and the RNG states, atomically.
+
+    Args:
+        save_dir: folder of the checkpoint; created if missing and checked writable when attached (before the
+            first iteration), the error naming it.
+        save_dict: the objects with a ``state_dict()`` to save, e.g. ``{"model": ..., "optimizer": ...}``.
+        filename: the checkpoint's file name (``checkpoint.pt``; the bundles' ``resume_ckpt_path``).
+        epoch_interval: save after every ``epoch_interval`` completed epochs; 0: only at the end.
+        save_final: also save when the run completes and when it raises (the state of the last iteration).
+        engine_key: name of the engine's entry (``"trainer"``, as in MONAI's resume examples).
     """
 
-    def __init__(self, save_dir: str, save_dict: Mapping[str, Any], engine_key: str = "trainer", **kwargs: Any):
+    def __init__(
+        self,
+        save_dir: str,
+        save_dict: Mapping[str, Any],
+        filename: str = "checkpoint.pt",
+        epoch_interval: int = 1,
+        save_final: bool = True,
+        engine_key: str = "trainer",
+    ) -> None:
+        if int(epoch_interval) < 0:
+            raise ValueError(f"TrainingStateSaver: epoch_interval must be >= 0, got {epoch_interval!r}")
         self.save_dir = save_dir
         self.save_dict = save_dict
+        self.filename = str(filename)
+        self.epoch_interval = int(epoch_interval)
+        self.save_final = bool(save_final)
         self.engine_key = engine_key
-        self.kwargs = kwargs
-        self.saver: CheckpointSaver | None = None
+        self.objects: dict[str, Any] = {}
+
+    @property
+    def path(self) -> Path:
+        return Path(self.save_dir) / self.filename
 
     def attach(self, engine: Engine) -> None:
-        objects = _with_engine(self.save_dict, self.engine_key, engine, type(self).__name__)
-        self.saver = CheckpointSaver(save_dir=self.save_dir, save_dict=objects, **self.kwargs)
-        self.saver.attach(engine)
+        self.objects = _with_engine(self.save_dict, self.engine_key, engine, type(self).__name__)
+        check_writable_dir(self.save_dir, "checkpoint folder (ckpt_dir)")
+        if self.epoch_interval > 0:
+            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.epoch_interval), self.save)
+        if self.save_final:
+            engine.add_event_handler(Events.COMPLETED, self.save)
+            engine.add_event_handler(Events.EXCEPTION_RAISED, self._save_on_exception)
+
+    def save(self, engine: Engine) -> Path:
+        """Write the checkpoint now (atomically) and return its path."""
+        state = {k: obj.state_dict() for k, obj in self.objects.items()}
+        state[RNG_KEY] = rng_state()
+        path = self.path
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(state, f)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        logger.debug("saved the training state at epoch %d, iteration %d to %s", engine.state.epoch,
+                     engine.state.iteration, path)
+        return path
+
+    def _save_on_exception(self, engine: Engine, e: Exception) -> None:
+        try:
+            if not isinstance(e, KeyboardInterrupt):
+                self.save(engine)
+        finally:
+            raise e
 
 
 class TrainingStateLoader:
-    """A :class:`~monai.handlers.CheckpointLoader` of ``load_dict`` plus the engine it is attached to.
+    """Restore a checkpoint of :class:`TrainingStateSaver` at ``Events.STARTED``.
 
     Args:
-        load_path: the checkpoint file (written by :class:`TrainingStateSaver`).
-        load_dict: the objects to restore; the engine is added under ``engine_key`` at :meth:`attach`.
-        engine_key: name of the engine's entry in the checkpoint.
-        kwargs: every other :class:`~monai.handlers.CheckpointLoader` argument (``map_location``, ``strict``, ...).
+        load_path: the checkpoint file.
+        load_dict: the objects to restore (the engine is added under ``engine_key`` at :meth:`attach`).
+        map_location: passed to :func:`torch.load`.
+        strict: whether a module's keys must match exactly.
+        engine_key: name of the engine's entry.
 
-    Raises:
-        ValueError: at :meth:`attach`, when ``load_dict`` already has ``engine_key``.
+    Raises (at ``Events.STARTED``):
+        FileNotFoundError: the file is missing (the message says how to start instead).
+        ValueError: the file is damaged or not a training checkpoint (names the file and the missing entries), or
+            it is already at or beyond the run's ``max_epochs``.
     """
 
-    def __init__(self, load_path: str, load_dict: Mapping[str, Any], engine_key: str = "trainer", **kwargs: Any):
+    def __init__(
+        self,
+        load_path: str,
+        load_dict: Mapping[str, Any],
+        map_location: Any = None,
+        strict: bool = True,
+        engine_key: str = "trainer",
+    ) -> None:
         self.load_path = load_path
         self.load_dict = load_dict
+        self.map_location = map_location
+        self.strict = strict
         self.engine_key = engine_key
-        self.kwargs = kwargs
-        self.loader: CheckpointLoader | None = None
+        self.objects: dict[str, Any] = {}
 
     def attach(self, engine: Engine) -> None:
-        objects = _with_engine(self.load_dict, self.engine_key, engine, type(self).__name__)
-        self.loader = CheckpointLoader(load_path=self.load_path, load_dict=objects, **self.kwargs)
-        self.loader.attach(engine)
+        self.objects = _with_engine(self.load_dict, self.engine_key, engine, type(self).__name__)
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        path = Path(self.load_path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"resume: no checkpoint {path} (a run writes it after its first epoch); train without --resume to "
+                "start from scratch, or set resume_ckpt_path"
+            )
+        try:
+            checkpoint = torch.load(path, map_location=self.map_location, weights_only=True)
+        except Exception as e:
+            raise ValueError(
+                f"resume: checkpoint {path} is damaged or not a training checkpoint ({type(e).__name__}: {e}); "
+                "delete it and train without --resume"
+            ) from e
+        missing = [k for k in self.objects if not isinstance(checkpoint, dict) or k not in checkpoint]
+        if missing:
+            have = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+            raise ValueError(f"resume: checkpoint {path} lacks {missing} (it holds {have}); was it written by this bundle?")
+        max_epochs = engine.state.max_epochs
+        Checkpoint.load_objects(to_load=self.objects, checkpoint=checkpoint, strict=self.strict)
+        if max_epochs is not None:
+            if engine.state.epoch >= max_epochs:
+                raise ValueError(
+                    f"resume: checkpoint {path} is at epoch {engine.state.epoch}, the run's max_epochs is {max_epochs}: "
+                    "nothing to train; raise max_epochs to train further"
+                )
+            engine.state.max_epochs = max_epochs
+        if RNG_KEY in checkpoint:
+            set_rng_state(checkpoint[RNG_KEY])
+        logger.info("resume: restored epoch %d (iteration %d) from %s", engine.state.epoch, engine.state.iteration, path)
