@@ -161,3 +161,18 @@ def test_check_writable_dir_names_a_file_in_the_way(tmp_path):
     with pytest.raises(OSError, match=f"output folder {blocker / 'sub'} is not writable"):
         check_writable_dir(blocker / "sub")
     assert check_writable_dir(tmp_path / "new" / "dir").is_dir()
+
+
+def test_a_non_finite_state_is_never_saved(tmp_path, caplog):
+    model, opt, trainer = _setup()
+    saver = TrainingStateSaver(str(tmp_path), {"model": model, "optimizer": opt})
+    saver.attach(trainer)
+    trainer.run(DATA, max_epochs=1)
+    good = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    with torch.no_grad():
+        model.weight[0, 1] = float("nan")
+    with caplog.at_level("ERROR", logger="usseg_monai.handlers.training_state"):
+        assert saver.save(trainer) is None
+    assert "non-finite values in model.weight" in caplog.text
+    kept = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert torch.equal(kept["model"]["weight"], good["model"]["weight"])

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -271,7 +272,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("bundles", nargs="+", help="trained bundle folders (with models/model.pt)")
     ap.add_argument("--schema", default=None, help="local metadata schema JSON (default: download the URL)")
     ap.add_argument("--mode", choices=("min", "full"), default="full")
+    ap.add_argument("-v", "--verbose", action="store_true", help="keep MONAI's input summaries in the output")
     args = ap.parse_args(argv)
+    if not args.verbose:  # MONAI logs an input summary per call at INFO: one PASS/FAIL line per check is the report
+        import monai.apps.utils  # noqa: F401  (creates the loggers to quieten)
+        import monai.bundle.scripts  # noqa: F401
+
+        for name in list(logging.root.manager.loggerDict):
+            if name.startswith(("monai.bundle", "monai.apps")):
+                logging.getLogger(name).setLevel(logging.WARNING)
     failed = 0
     for b in args.bundles:
         for r in check_bundle(b, schema=args.schema, mode=args.mode):

@@ -31,7 +31,14 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
-__all__ = ["TrainingStateLoader", "TrainingStateSaver", "check_writable_dir", "rng_state", "set_rng_state"]
+__all__ = [
+    "TrainingStateLoader",
+    "TrainingStateSaver",
+    "check_writable_dir",
+    "non_finite_entries",
+    "rng_state",
+    "set_rng_state",
+]
 
 logger = logging.getLogger("usseg_monai.handlers.training_state")
 
@@ -93,6 +100,17 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def non_finite_entries(state: Mapping[str, Any], objects: Mapping[str, Any]) -> list[str]:
+    """``"<key>.<tensor>"`` for every floating tensor with NaN / inf in the state of the ``nn.Module`` objects."""
+    bad = []
+    for key, obj in objects.items():
+        if isinstance(obj, torch.nn.Module):
+            for name, t in state[key].items():
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    bad.append(f"{key}.{name}")
+    return bad
+
+
 class TrainingStateSaver:
     """Write ``save_dir/filename`` with ``save_dict``, the engine and the RNG states, atomically.
 
@@ -138,9 +156,17 @@ class TrainingStateSaver:
             engine.add_event_handler(Events.COMPLETED, self.save)
             engine.add_event_handler(Events.EXCEPTION_RAISED, self._save_on_exception)
 
-    def save(self, engine: Engine) -> Path:
-        """Write the checkpoint now (atomically) and return its path."""
+    def save(self, engine: Engine) -> Path | None:
+        """Write the checkpoint now (atomically) and return its path; ``None`` when a network's weights are not
+        finite (the previous checkpoint is kept and an error is logged: a NaN state is never saved)."""
         state = {k: obj.state_dict() for k, obj in self.objects.items()}
+        bad = non_finite_entries(state, self.objects)
+        if bad:
+            logger.error(
+                "not saving the training state at iteration %d to %s: non-finite values in %s; the file keeps the "
+                "last finite state", engine.state.iteration, self.path, ", ".join(bad[:8]),
+            )
+            return None
         state[RNG_KEY] = rng_state()
         path = self.path
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

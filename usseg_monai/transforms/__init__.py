@@ -31,6 +31,7 @@ from usseg_monai.transforms.calipers import (
     image_spacing,
     resample_calipers,
 )
+from usseg_monai.transforms.finite import CheckFinite, CheckFinited
 from usseg_monai.transforms.spacing import (
     ApplySpacing,
     ApplySpacingd,
@@ -42,6 +43,8 @@ from usseg_monai.transforms.spacing import (
 __all__ = [
     "AUGMENTATIONS",
     "train_augmentation",
+    "CheckFinite",
+    "CheckFinited",
     "ApplySpacing",
     "ApplySpacingd",
     "ApplySpacingD",

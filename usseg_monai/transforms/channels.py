@@ -15,13 +15,13 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, convert_to_tensor
 
-__all__ = ["EnsureGrayscale", "EnsureGrayscaled", "LUMA_WEIGHTS"]
+__all__ = ["EnsureGrayscale", "EnsureGrayscaled", "LUMA_WEIGHTS", "source_name"]
 
 #: ITU-R BT.601 luma weights for R, G, B.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-def _source_name(img) -> str:
+def source_name(img) -> str:
     """The file an image was loaded from (MetaTensor ``filename_or_obj``), or a placeholder."""
     if isinstance(img, MetaTensor):
         name = img.meta.get("filename_or_obj")
@@ -47,14 +47,14 @@ class EnsureGrayscale(Transform):
         """Apply the conversion to a channel-first ``[C, x, y(, z)]`` image."""
         if img.ndim < 3:
             raise ValueError(
-                f"{_source_name(img)}: expected a channel-first image [C, x, y(, z)], got shape {tuple(img.shape)}"
+                f"{source_name(img)}: expected a channel-first image [C, x, y(, z)], got shape {tuple(img.shape)}"
             )
         n = int(img.shape[0])
         if n == 1:
             return img
         if n not in (3, 4):
             raise ValueError(
-                f"{_source_name(img)}: cannot convert an image with {n} channels to grayscale "
+                f"{source_name(img)}: cannot convert an image with {n} channels to grayscale "
                 "(expected 1 (gray), 3 (RGB) or 4 (RGBA))"
             )
         t = convert_to_tensor(img, track_meta=isinstance(img, MetaTensor))
