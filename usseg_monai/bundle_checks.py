@@ -108,8 +108,6 @@ def check_metadata(bundle: Path, schema: Path | None = None, **_: object) -> str
 
     meta_file = bundle / "configs" / "metadata.json"
     if schema is not None:
-        if not Path(schema).is_file():
-            raise ValueError(f"schema file {schema} does not exist")
         verify_metadata(meta_file=str(meta_file), filepath=str(schema))
         return f"valid against {Path(schema).name}"
     with tempfile.TemporaryDirectory() as tmp:  # MONAI downloads the schema of the metadata's URL
@@ -246,6 +244,9 @@ def check_bundle(bundle: str | os.PathLike, schema: str | os.PathLike | None = N
         schema: a local copy of the metadata JSON schema; ``None`` downloads the metadata's ``schema`` URL.
         mode: ``"min"`` (layout, version, metadata) or ``"full"`` (every check).
 
+    Raises:
+        ValueError: ``bundle`` has no ``configs/`` folder, ``schema`` does not exist, an unknown ``mode``.
+
     Returns:
         One :class:`CheckResult` per check, in order; a check that raised has ``passed=False`` and the error.
         ``layout`` failing stops the rest (as the zoo script does).
@@ -255,6 +256,8 @@ def check_bundle(bundle: str | os.PathLike, schema: str | os.PathLike | None = N
     path = Path(bundle)
     if not (path / "configs").is_dir():
         raise ValueError(f"{path} is not a bundle folder (no configs/)")
+    if schema is not None and not Path(schema).is_file():
+        raise ValueError(f"schema file {schema} does not exist")
     names = ZOO_CHECKS[:3] if mode == "min" else ZOO_CHECKS + REVIEW_CHECKS
     results = []
     for name in names:
