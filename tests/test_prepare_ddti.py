@@ -133,6 +133,46 @@ def test_ddti_bad_input(tmp_path):
         prepare_ddti(make_ddti(tmp_path / "d"), busy)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_ddti_non_finite_vertex_is_an_error(tmp_path, bad):
+    src = make_ddti(tmp_path / "src")
+    (src / "4.xml").write_text(_xml("4", "5", {"1": [[(28, 3), (bad, 3), (36, 9)]]}))
+    before = tree_hashes(src)
+    with pytest.raises(DatasetError, match=r"4\.xml: polygon 0 of image 1 has a non-finite vertex 1 \(x=(nan|inf|-inf)"):
+        prepare_ddti(src, tmp_path / "out")
+    assert tree_hashes(src) == before
+
+
+def test_ddti_polygons_outside_the_image_are_clipped_or_skipped_never_silently(tmp_path, caplog):
+    src = make_ddti(tmp_path / "src")
+    # case 4: one vertex at 1e300 (partly outside: kept, clipped, warned); case 5 image 2: wholly outside (skipped)
+    (src / "4.xml").write_text(_xml("4", "5", {"1": [[(28, 3), (1e300, 3), (36, 9)]]}))
+    (src / "5.xml").write_text(_xml("5", "4a", {"1": [TRI], "2": [[(100, 100), (120, 100), (120, 130)]]}))
+    before = tree_hashes(src)
+    with caplog.at_level("WARNING"):
+        summary = prepare_ddti(src, tmp_path / "out", val_fraction=0.3, seed=0)
+    assert tree_hashes(src) == before
+    assert summary["polygons_clipped_items"] == ["4_1"]
+    assert summary["polygon_outside_image_items"] == ["5_2"]
+    assert summary["n_items"] == 6 and summary["skipped"] == 2  # 2_3.jpg missing + 5_2 outside
+    assert "4_1.jpg: polygon(s) [0] of 4.xml reach outside the 40x24 image; the mask is clipped" in caplog.text
+    assert "polygon(s) [0] of 5.xml lie wholly outside the 40x24 image" in caplog.text
+    dl = load_datalist(tmp_path / "out" / "datalist.json")
+    stems = {Path(it["image"]).stem for s in ("training", "validation", "test") for it in dl[s]}
+    assert "5_2" not in stems and "4_1" in stems
+
+
+def test_polygons_outside():
+    from usseg_monai.data.ddti import polygons_outside
+
+    inside = np.array(TRI, float)
+    edge = np.array([(-0.4, 0), (39.4, 0), (39.4, 23.4)])  # rounds onto the border pixels: inside
+    partly = np.array([(30, 5), (45, 5), (30, 20)])
+    around = np.array([(-10, -10), (60, -10), (60, 40), (-10, 40)])  # no vertex inside but covers the image
+    wholly = np.array([(50, 30), (60, 30), (60, 40)])
+    assert polygons_outside([inside, edge, partly, around, wholly], (W, H)) == ([2, 3], [4])
+
+
 @pytest.mark.realdata
 def test_real_ddti(tmp_path):
     from conftest import require_shared

@@ -35,7 +35,7 @@ from usseg_monai.data.io import DatasetError, load_png
 from usseg_monai.data.prepared import PreparedDatasetWriter
 from usseg_monai.data.splits import SplitOptions
 
-__all__ = ["DDTI_FIELDS", "TIRADS_ORDER", "parse_ddti_xml", "rasterize_polygons", "prepare_ddti"]
+__all__ = ["DDTI_FIELDS", "TIRADS_ORDER", "parse_ddti_xml", "polygons_outside", "rasterize_polygons", "prepare_ddti"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,12 @@ def parse_ddti_xml(path: str | os.PathLike) -> dict[str, Any]:
                     raise DatasetError(
                         f"DDTI case file {p}: polygon {j} of image {img} lacks 'points' with 'x'/'y' numbers ({e!r})"
                     ) from e
+                if len(pts) and not np.isfinite(pts).all():
+                    k = int(np.flatnonzero(~np.isfinite(pts).all(axis=1))[0])
+                    raise DatasetError(
+                        f"DDTI case file {p}: polygon {j} of image {img} has a non-finite vertex {k} "
+                        f"(x={pts[k, 0]}, y={pts[k, 1]}); fix the file"
+                    )
                 if len(pts):
                     polys.append(pts)
         marks.setdefault(img, []).extend(polys)
@@ -117,6 +123,27 @@ def rasterize_polygons(polygons: list[np.ndarray], shape_xy: tuple[int, int]) ->
         elif len(pts) == 1:
             draw.point(pts, fill=1)
     return np.asarray(canvas, dtype=np.uint8).T > 0
+
+
+def polygons_outside(polygons: list[np.ndarray], shape_xy: tuple[int, int]) -> tuple[list[int], list[int]]:
+    """Indices of the polygons lying partly and wholly outside an image of ``shape_xy`` pixels.
+
+    A vertex is inside when it rounds to a pixel of the image (``-0.5 <= x < w - 0.5``, same for y): the
+    rasteriser then draws it where it is. ``partly``: some vertices outside (the mask is clipped to the image);
+    ``wholly``: no vertex inside and no pixel of the image covered.
+    """
+    w, h = int(shape_xy[0]), int(shape_xy[1])
+    partly, wholly = [], []
+    for j, poly in enumerate(polygons):
+        pts = np.asarray(poly, dtype=np.float64)
+        inside = (pts[:, 0] >= -0.5) & (pts[:, 0] < w - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] < h - 0.5)
+        if inside.all():
+            continue
+        if not inside.any() and not rasterize_polygons([pts], (w, h)).any():
+            wholly.append(j)
+        else:
+            partly.append(j)
+    return partly, wholly
 
 
 def _tirads_sort_key(grade: str) -> tuple[int, str]:
@@ -179,6 +206,8 @@ def prepare_ddti(
     )
     used: set[tuple[str, str]] = set()
     without_polygon: list[str] = []
+    clipped: list[str] = []  # kept, the mask clipped to the image (a warning each)
+    outside: list[str] = []  # skipped: a polygon wholly outside the image
     marks_without_image: list[str] = []
     no_tirads = 0
     for case in cases:
@@ -195,8 +224,23 @@ def prepare_ddti(
             used.add(key)
             image = load_png(path, grayscale=True)
             polys = case["marks"][img_no]
-            mask = rasterize_polygons(polys, image.shape)
             item_id = f"{cid}_{key[1]}"
+            partly, wholly = polygons_outside(polys, image.shape)
+            if wholly:
+                # a nodule drawn off the image: its mask would be empty ("no lesion"), which is wrong, not unknown
+                writer.skip(
+                    path,
+                    f"polygon(s) {wholly} of {cid}.xml lie wholly outside the {image.shape[0]}x{image.shape[1]} image",
+                )
+                outside.append(item_id)
+                continue
+            if partly:
+                logger.warning(
+                    "DDTI: %s: polygon(s) %s of %s.xml reach outside the %dx%d image; the mask is clipped to it",
+                    path.name, partly, cid, image.shape[0], image.shape[1],
+                )
+                clipped.append(item_id)
+            mask = rasterize_polygons(polys, image.shape)
             if not polys:
                 without_polygon.append(item_id)
             cls = fields.get("tirads", missing_class)
@@ -221,6 +265,8 @@ def prepare_ddti(
         summary_extra={
             "images_without_polygon": len(without_polygon),
             "images_without_polygon_items": without_polygon,
+            "polygons_clipped_items": clipped,
+            "polygon_outside_image_items": outside,
             "marks_without_image": marks_without_image,
             "images_without_mark": images_without_mark,
             "cases_without_tirads": no_tirads,
