@@ -290,6 +290,9 @@ def test_empty_mask():
         calipers_from_mask(np.ones((4, 4)), (1.0,))
 
 
+_OK = {"format": "usseg-calipers", "version": 1, "spacing": [0.1, 0.1], "image_shape": [128, 128], "lesions": []}
+
+
 @pytest.mark.parametrize(
     "data, match",
     [
@@ -299,6 +302,16 @@ def test_empty_mask():
         ({"format": "usseg-calipers", "version": 1, "spacing": [1, 1], "lesions": []}, "missing field 'image_shape'"),
         ({"format": "usseg-calipers", "version": 1, "spacing": [1, 1], "image_shape": [9, 9], "lesions": [{}]},
          "lesion 0 has no 'segments'"),
+        # numbers only (#19): strings and booleans are refused, never converted
+        (dict(_OK, lesions=[{"segments": [[["60", 10], [80, 10]], [[70, 5], [70, 15]]]}]),
+         r"lesion 0 'segments'\[0\]\[0\]\[0\] must be a number, got \"60\" \(str\)"),
+        (dict(_OK, lesions=[{"segments": [[[60, True], [80, 10]], [[70, 5], [70, 15]]]}]),
+         r"lesion 0 'segments'\[0\]\[0\]\[1\] must be a number, got true \(bool\)"),
+        (dict(_OK, lesions=[{"segments": [[60, 10, 80, 10]]}]), r"lesion 0 'segments'\[0\]\[0\] must be a list"),
+        (dict(_OK, spacing=["0.1", 0.1]), r"'spacing'\[0\] must be a number, got \"0.1\""),
+        (dict(_OK, spacing=0.1), r"'spacing' must be a list, got 0.1"),
+        (dict(_OK, image_shape=[128.5, 128]), r"'image_shape'\[0\] must be an integer, got 128.5"),
+        (dict(_OK, image_shape=[128, False]), r"'image_shape'\[1\] must be an integer, got false \(bool\)"),
     ],
 )
 def test_bad_json(tmp_path, data, match):

@@ -17,6 +17,7 @@ Segment 0 is the long axis, segment 1 the short axis, segment 2 (3D) the third a
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -222,15 +223,15 @@ class CaliperAnnotation:
                 raise DatasetError(f"{where}: missing field {key!r}")
         if not isinstance(data["lesions"], list):
             raise DatasetError(f"{where}: 'lesions' must be a list")
-        try:
-            spacing = [float(s) for s in data["spacing"]]
-            shape = [int(s) for s in data["image_shape"]]
-        except (TypeError, ValueError) as e:
-            raise DatasetError(f"{where}: 'spacing' and 'image_shape' must be lists of numbers: {e}") from e
+        _require_numbers(data["spacing"], f"{where}: 'spacing'", depth=1)
+        _require_numbers(data["image_shape"], f"{where}: 'image_shape'", depth=1, integer=True)
+        spacing = [float(s) for s in data["spacing"]]
+        shape = [int(s) for s in data["image_shape"]]
         lesions = []
         for i, item in enumerate(data["lesions"]):
             if not isinstance(item, dict) or "segments" not in item:
                 raise DatasetError(f"{where}: lesion {i} has no 'segments'")
+            _require_numbers(item["segments"], f"{where}: lesion {i} 'segments'", depth=3)
             try:
                 seg = np.asarray(item["segments"], dtype=np.float64)
             except (TypeError, ValueError) as e:
@@ -254,6 +255,25 @@ class CaliperAnnotation:
                 for a, b in zip(self.lesions, other.lesions)
             )
         )
+
+
+def _require_numbers(value: Any, field: str, depth: int, integer: bool = False) -> None:
+    """Raise :class:`DatasetError` unless ``value`` is a list nested ``depth`` deep of JSON numbers (integers when
+    ``integer``); strings ("60") and booleans are refused, never converted. ``field`` names the field."""
+
+    def walk(v: Any, level: int, index: str) -> None:
+        if level < depth:
+            if not isinstance(v, list):
+                raise DatasetError(f"{field}{index} must be a list, got {json.dumps(v)}")
+            for k, x in enumerate(v):
+                walk(x, level + 1, f"{index}[{k}]")
+            return
+        ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok:
+            kind = "an integer" if integer else "a number"
+            raise DatasetError(f"{field}{index} must be {kind}, got {json.dumps(v)} ({type(v).__name__})")
+
+    walk(value, 0, "")
 
 
 def save_calipers(path: str | os.PathLike, annotation: CaliperAnnotation, validate: bool = True) -> Path:
