@@ -217,6 +217,30 @@ def test_user_dataset_dir_gets_no_phantom(bundle: Path, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
+def test_initial_weights_depend_only_on_the_seed(bundle: Path, tmp_path):
+    """initialize seeds and then builds network_def first: the initial weights are those of the network built right
+    after set_determinism(seed), whatever building the datasets, loaders and transforms consumes afterwards."""
+    from monai.bundle import ConfigParser
+    from monai.utils import set_determinism
+
+    d = bundle_spatial_dims(bundle)
+    data = make_tiny_dataset(tmp_path / "d", spatial_dims=d, counts=(4, 2, 0))
+    wf = _workflow(bundle, ["train.json"], "train", dataset_dir=str(data), image_size=TINY_SIZE[d], max_epochs=1)
+    wf.initialize()
+    # built by initialize right after seeding, before any dataset, loader or transform exists
+    assert "network_def" in wf.parser.ref_resolver.resolved_content
+    built = {n: t.clone() for n, t in wf.parser.get_parsed_content("network_def").state_dict().items()}
+    wf.parser.get_parsed_content("train#trainer")  # the datasets, loaders and transforms
+    ref_parser = ConfigParser()
+    ref_parser.read_config(str(bundle / "configs" / "train.json"))
+    set_determinism(seed=ref_parser["seed"])
+    ref = ref_parser.get_parsed_content("network_def").state_dict()
+    set_determinism(seed=None)
+    assert built.keys() == ref.keys()
+    assert all(torch.equal(built[n], ref[n]) for n in ref)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
 def test_labeled_only_switch(bundle: Path, tmp_path):
     """A partitioned training list (items without 'label'): an error by default, the labelled ones with the switch."""
     from monai.bundle import ConfigParser
