@@ -63,6 +63,9 @@ def test_every_row_of_a_recipe_table_trains_with_the_recipe():
 
     from usseg_monai.recipes import RECIPES, describe_training
 
+    from usseg_monai.data.phantom import ensure_phantom_dataset
+
+    ensure_phantom_dataset(2)  # the default dataset_dir: what the configs' create_phantom step makes before a run
     plan = plan_suite(["calipers"], 2)
     built = {}
     for spec in plan:
