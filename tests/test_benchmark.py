@@ -83,7 +83,8 @@ def test_missing_test_datalist_is_a_clear_error(tiny_phantom, tmp_path):
 def test_cli_missing_test_datalist(tiny_phantom, tmp_path, capsys):
     from usseg_monai.cli import main
 
-    rc = main(["benchmark", BUNDLE, "--train-datalist", str(tiny_phantom), "--test-datalist", str(tmp_path / "nope.json"), "--output", str(tmp_path / "r")])
+    rc = main(["benchmark", BUNDLE, "--train-datalist", str(tiny_phantom), "--test-datalist",
+               str(tmp_path / "nope.json"), "--output", str(tmp_path / "r")])
     assert rc == 2
     assert "test datalist not found" in capsys.readouterr().err
 
@@ -95,11 +96,14 @@ def test_smoke_end_to_end(tiny_phantom, tmp_path):
     held = tmp_path / "held_back"
     held.mkdir()
     base = tiny_phantom.parent
-    test_items = [{**it, **{k: str(base / it[k]) for k in ("image", "label", "calipers") if k in it}} for it in data["test"]]
-    (held / "test_datalist.json").write_text(json.dumps({"test": test_items}))
+    keys = ("image", "label", "calipers")
+    test_items = [{**it, **{k: str(base / it[k]) for k in keys if k in it}} for it in data["test"]]
+    # the files stay in the dataset: the datalist lists its folder (the path rule)
+    (held / "test_datalist.json").write_text(json.dumps({"test": test_items, "allowed_roots": [str(base)]}))
     run = tmp_path / "run"
     r = run_benchmark(
-        BUNDLE, tiny_phantom, held / "test_datalist.json", run, test_key="test", budget="smoke", n_resamples=200, seed=1, device="cpu", threads=1,
+        BUNDLE, tiny_phantom, held / "test_datalist.json", run, test_key="test", budget="smoke", n_resamples=200,
+        seed=1, device="cpu", threads=1,
         bundle_overrides={"train#random_transforms": []},  # a train-only nested id: must not reach inference.json
     )
     assert r["bundle_overrides"] == {"train#random_transforms": []}
@@ -107,7 +111,8 @@ def test_smoke_end_to_end(tiny_phantom, tmp_path):
     assert on_disk["metrics"]["dice"]["mean"] == pytest.approx(r["metrics"]["dice"]["mean"])
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # atomic write left nothing behind
     n_test = len(test_items)
-    assert r["datalists"]["test"] == {"path": str((held / "test_datalist.json").resolve()), "section": "test", "n": n_test}
+    expected = {"path": str((held / "test_datalist.json").resolve()), "section": "test", "n": n_test}
+    assert r["datalists"]["test"] == expected
     assert r["datalists"]["train"]["n"] == len(data["training"])
     assert r["datalists"]["train"]["n_with_mask"] == len(data["training"])
     curve = r["training_curve"]

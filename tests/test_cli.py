@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -226,3 +227,39 @@ def test_parse_set_options_json_values_and_errors():
     for bad in ("image_size", "=3"):
         with pytest.raises(ValueError, match=rf"--set '{bad}': expected KEY=VALUE"):
             parse_set_options([bad])
+
+
+@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="needs POSIX permissions, not root")
+def test_os_errors_are_one_line_and_leave_nothing(tmp_path, capsys):
+    """An unwritable output folder: `usseg <cmd>: error: <path>: <reason>`, exit 2, and nothing written."""
+    src = make_busi(tmp_path / "src")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        rc = cli.main(["prepare", "busi", str(src), "-o", str(locked / "out")])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith("usseg prepare: error:") and str(locked) in err and "Permission denied" in err
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def test_os_error_message_form(monkeypatch, tmp_path, capsys):
+    """OS errors are reported in the one-line form (these run as root too): an output below a file, and any
+    OSError a subcommand raises."""
+    src = make_busi(tmp_path / "src")
+    (tmp_path / "a_file").write_text("x")
+    rc = cli.main(["prepare", "busi", str(src), "-o", str(tmp_path / "a_file" / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("usseg prepare: error:"), err
+    assert str(tmp_path / "a_file") in err and "Traceback" not in err
+
+    def boom(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x.json"))
+
+    monkeypatch.setattr("usseg_monai.data.prepared.split_datalist", boom)
+    rc = cli.main(["split", "--datalist", str(tmp_path / "d.json"), "--labeled", "0.5", "-o", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == f"usseg split: error: {tmp_path / 'x.json'}: Permission denied"

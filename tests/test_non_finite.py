@@ -104,11 +104,12 @@ def test_bundle_refuses_a_nan_training_image(tmp_path, one_torch_thread):
     from PIL import Image
 
     dataset = make_tiny_dataset(tmp_path / "data", spatial_dims=2, counts=(4, 1, 0))
-    a = np.full((40, 36), 120.0, dtype=np.float32)
+    dl = json.loads((dataset / "datalist.json").read_text())
+    with Image.open(dataset / dl["training"][1]["label"]) as mask:  # the same size as its mask (checked first)
+        a = np.full((mask.height, mask.width), 120.0, dtype=np.float32)
     a[5:7, 8:10] = np.nan
     path = dataset / "images" / "case_001_float.tif"
     Image.fromarray(a, mode="F").save(path)
-    dl = json.loads((dataset / "datalist.json").read_text())
     dl["training"][1]["image"] = "images/case_001_float.tif"
     (dataset / "datalist.json").write_text(json.dumps(dl))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -135,7 +136,7 @@ def test_bundle_stops_on_a_nan_loss_and_saves_nothing_non_finite(tmp_path, one_t
         wf.initialize()
         wf.run()
     msg = _errors(info.value)
-    assert "FloatingPointError: training stopped: the loss is nan at iteration 1 (epoch 1)" in msg
+    assert "NonFiniteLossError: training stopped: the loss is nan at iteration 1 (epoch 1)" in msg
     assert str(dataset / "images") in msg  # the batch's files are named
     assert not (work / "models" / "model.pt").exists()
     assert not (work / "models" / "checkpoint.pt").exists()  # the saver refused the NaN state

@@ -148,3 +148,36 @@ def test_real_dicom(tmp_path):
     summary = prepare_dicom(src, tmp_path / "out")
     assert tree_hashes(src) == before
     assert summary["n_items"] == 3 and summary["spacing_sources"]["ultrasound_regions"] == 1
+
+
+@pytest.mark.parametrize(
+    "tags, message",
+    [
+        ({"regions": [(0.0, 0.04)]}, r"ultrasound region 0 \(cm units\) has Physical Delta X/Y 0\.0/0\.04"),
+        ({"regions": [(0.05, -0.04)]}, r"ultrasound region 0 \(cm units\) has Physical Delta X/Y 0\.05/-0\.04"),
+        ({"regions": [(0.05, 0.04), (float("nan"), 0.04)]}, r"ultrasound region 1 .* nan/0\.04"),
+        ({"regions": [(float("inf"), 0.04)]}, r"ultrasound region 0 .* inf/0\.04"),
+        ({"PixelSpacing": [0.0, 0.1]}, r"PixelSpacing is \[.*0\.0.*\]; it must be two finite positive numbers"),
+        ({"PixelSpacing": [0.2, -0.1]}, r"PixelSpacing is .*-0\.1.*; it must be two finite positive numbers"),
+        ({"ImagerPixelSpacing": [0.2, 0.0]}, r"ImagerPixelSpacing is .*; it must be two finite positive numbers"),
+    ],
+    ids=["region-zero", "region-negative", "region-nan", "region-inf", "pixel-zero", "pixel-negative", "imager-zero"],
+)
+def test_bad_spacing_is_refused_naming_the_file(tmp_path, tags, message):
+    """A present but zero, negative or non-finite spacing is an error, never a silent fall-back (#19 item 3)."""
+    arr = np.zeros((10, 20), dtype=np.uint8)
+    tags = dict(tags)
+    if "regions" in tags:
+        tags["SequenceOfUltrasoundRegions"] = [_region(dx, dy) for dx, dy in tags.pop("regions")]
+    src = tmp_path / "src"
+    src.mkdir()
+    _write(src / "good.dcm", arr, "MONOCHROME2", PixelSpacing=[0.2, 0.2])
+    bad = _write(src / "bad.dcm", arr, "MONOCHROME2", **tags)
+    before = tree_hashes(src)
+    with pytest.raises(DatasetError, match=message) as e:
+        read_ultrasound_dicom(bad)
+    assert str(bad) in str(e.value)
+    with pytest.raises(DatasetError, match=message) as e:
+        prepare_dicom(src, tmp_path / "out")
+    assert "bad.dcm" in str(e.value)
+    assert tree_hashes(src) == before

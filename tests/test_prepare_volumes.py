@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,63 @@ def test_real_volumes(tmp_path):
     # the NRRD header of breast1 says 0.664062 x 0.664062 x 2.1 mm
     np.testing.assert_allclose(items["breast1"]["spacing"], [0.664062, 0.664062, 2.1], rtol=1e-6)
     assert load_volume(src / "breast1_image.nrrd")[0].shape == (45, 120, 21)
+
+
+def _raw_nrrd(path: Path, header: str) -> Path:
+    data = np.zeros((6, 5, 4), np.uint8)
+    data[1:3, 1:3, 1:3] = 1
+    path.write_bytes(f"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 6 5 4\n{header}\nencoding: raw\n\n".encode()
+                     + data.tobytes(order="F"))
+    return path
+
+
+def _patched_nifti(path: Path, value: float) -> Path:
+    """A NIfTI-1 file whose pixdim[1] is ``value`` (written byte-wise: nibabel's writer repairs such headers)."""
+    import gzip
+    import struct
+
+    save_volume(path.with_name("tmp_ok.nii.gz"), np.zeros((6, 5, 4), np.uint8), SPACING)
+    raw = bytearray(gzip.open(path.with_name("tmp_ok.nii.gz")).read())
+    path.with_name("tmp_ok.nii.gz").unlink()
+    struct.pack_into("<f", raw, 80, value)  # pixdim[1]: offset 76 + 4
+    path.write_bytes(gzip.compress(bytes(raw)))
+    return path
+
+
+LPS = "space: left-posterior-superior"
+
+
+@pytest.mark.parametrize(
+    "kind, value, shown",
+    [
+        ("nrrd-spacings", "spacings: 0 0.8 2.5", r"\[0\.0, 0\.8, 2\.5\]"),
+        ("nrrd-spacings", "spacings: -0.5 0.8 2.5", r"\[-0\.5, 0\.8, 2\.5\]"),
+        ("nrrd-spacings", "spacings: nan 0.8 2.5", r"\[nan, 0\.8, 2\.5\]"),  # ITK alone would read 1 mm
+        ("nrrd-spacings", "spacings: 0.5 inf 2.5", r"\[0\.5, inf, 2\.5\]"),
+        ("nrrd-directions", f"{LPS}\nspace directions: (0,0,0) (0,0.8,0) (0,0,2.5)", r"\[0\.0, 0\.8, 2\.5\]"),
+        ("nrrd-directions", f"{LPS}\nspace directions: (nan,0,0) (0,0.8,0) (0,0,2.5)", r"\[nan, 0\.8"),
+        ("nifti", 0.0, r"\[0\.0, 0\.8"),
+        ("nifti", -0.5, r"\[-0\.5, 0\.8"),
+        ("nifti", float("nan"), r"\[nan, 0\.8"),
+    ],
+)
+def test_bad_spacing_is_refused_naming_the_file(tmp_path, kind, value, shown):
+    """Zero, negative or non-finite voxel spacing in a NRRD or NIfTI header is an error naming the file (#19 item 3),
+    in the converter and in ``load_volume``; the source is never changed."""
+    src = tmp_path / "src"
+    src.mkdir()
+    _pair(src, "good_image.nii.gz", "good_label.nii.gz")
+    if kind == "nifti":
+        save_volume(src / "bad_label.nii.gz", np.ones((6, 5, 4), np.uint8), SPACING)
+        bad = _patched_nifti(src / "bad_image.nii.gz", value)
+    else:
+        bad = _raw_nrrd(src / "bad_image.nrrd", value)
+        _raw_nrrd(src / "bad_label.nrrd", "spacings: 0.5 0.8 2.5")
+    before = tree_hashes(src)
+    message = rf"volume {re.escape(str(bad))}: its header declares voxel spacing {shown}"
+    message += r".*every spacing must be a finite positive"
+    with pytest.raises(DatasetError, match=message):
+        load_volume(bad)
+    with pytest.raises(DatasetError, match=message):
+        prepare_volumes(src, tmp_path / "out")
+    assert tree_hashes(src) == before

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from usseg_monai.data.io import DatasetError, load_datalist
+from usseg_monai.data.io import DatasetError, load_datalist, save_png
 from usseg_monai.data.prepared import PreparedDatasetWriter, safe_item_id
 
 
@@ -127,3 +129,64 @@ def test_writer_errors(tmp_path):
     with pytest.raises(DatasetError, match="no images were converted"):
         PreparedDatasetWriter(tmp_path / "empty").finalize()
     assert safe_item_id("benign (12)") == "benign_12"
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_failed_conversion_leaves_nothing_behind(tmp_path):
+    """Files are staged beside the output and moved in by finalize (#19 item 5): an error leaves no output folder,
+    no staging folder, and an --overwrite target exactly as it was."""
+    with pytest.raises(DatasetError, match="mask shape"):
+        with PreparedDatasetWriter(tmp_path / "out") as w:
+            w.add("a", _image())
+            assert (w.staging_dir / "images" / "a.png").is_file() and not (tmp_path / "out").exists()
+            w.add("b", _image(), np.zeros((3, 3)))
+    assert list(tmp_path.iterdir()) == []
+    # an existing, non-empty output replaced with overwrite: untouched by a failure, updated file by file on success
+    out = tmp_path / "old"
+    with PreparedDatasetWriter(out) as w:
+        w.add("a", _image(seed=1))
+        w.add("keep", _image(seed=2))
+        w.finalize(val_fraction=0.0)
+    (out / "notes.txt").write_text("mine")
+    before = _tree(out)
+    with pytest.raises(DatasetError, match="no images were converted"):
+        with PreparedDatasetWriter(out, overwrite=True) as w:
+            w.finalize()
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+    with PreparedDatasetWriter(out, overwrite=True) as w:
+        w.add("a", _image(seed=3))
+        w.finalize(val_fraction=0.0)
+    after = _tree(out)
+    assert after["notes.txt"] == b"mine" and after["images/keep.png"] == before["images/keep.png"]
+    assert after["images/a.png"] != before["images/a.png"]
+    assert [it["image"] for it in load_datalist(out / "datalist.json")["training"]] == ["images/a.png"]
+    # an empty existing folder becomes the dataset; a writer dropped without finalize cleans up when collected
+    (tmp_path / "empty").mkdir()
+    w = PreparedDatasetWriter(tmp_path / "empty")
+    w.add("x", _image())
+    w.finalize(val_fraction=0.0)
+    assert (tmp_path / "empty" / "images" / "x.png").is_file()
+    w = PreparedDatasetWriter(tmp_path / "dropped")
+    w.add("x", _image())
+    staging = w.staging_dir
+    del w
+    gc.collect()
+    assert not staging.exists() and not (tmp_path / "dropped").exists()
+
+
+def test_failed_converter_leaves_nothing_behind(tmp_path):
+    """The converters use the writer as a context manager: BUSI with an unreadable image fails cleanly."""
+    from usseg_monai.data.busi import prepare_busi
+
+    src = tmp_path / "busi" / "benign"
+    src.mkdir(parents=True)
+    for i in (1, 2):
+        save_png(src / f"benign ({i}).png", _image(seed=i))
+        save_png(src / f"benign ({i})_mask.png", (_image(seed=i) > 128).astype(np.uint8) * 255)
+    (src / "benign (2).png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError):
+        prepare_busi(tmp_path / "busi", tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busi"]

@@ -513,7 +513,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``usseg``; returns the exit code (0 ok, 2 bad input or usage, with a one-line message)."""
+    """Run ``usseg``; returns the exit code (0 ok, 2 bad input, usage or an OS error, with a one-line message)."""
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
@@ -524,8 +524,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (DatasetError, ValueError) as e:
         msg = " ".join(str(e).split())
-        print(f"usseg {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+    except OSError as e:  # unwritable output, full disk, a file vanished: the path and the reason, no traceback
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        msg = f"{where}: {e.strerror}" if where and e.strerror else " ".join(str(e).split())
+    print(f"usseg {args.command}: error: {msg}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

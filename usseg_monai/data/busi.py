@@ -135,7 +135,7 @@ def prepare_busi(
     root = find_busi_root(source)
     cases, ignored = scan_busi(root)
     logger.info("BUSI: %d images found under %s", len(cases), root)
-    writer = PreparedDatasetWriter(
+    with PreparedDatasetWriter(
         output_dir,
         source=root,
         overwrite=overwrite,
@@ -143,48 +143,48 @@ def prepare_busi(
         name="BUSI",
         description="Breast Ultrasound Images (Al-Dhabyani et al., Data in Brief 2020): grayscale, union lesion masks",
         classes=list(BUSI_CLASSES),
-    )
-    for what, why in ignored:
-        writer.skip(what, why)
-    first_by_hash: dict[str, str] = {}
-    groups: dict[str, list[str]] = defaultdict(list)
-    multi = 0
-    for case in cases:
-        item_id = f"{case['class']}_{case['n']}"
-        img_path: Path = case["image"]
-        image = load_png(img_path, grayscale=True)
-        mask = np.zeros(image.shape, dtype=bool)
-        for mpath in case["masks"]:
-            m = load_png(mpath, grayscale=True)
-            if m.shape != image.shape:
-                raise DatasetError(
-                    f"BUSI mask {mpath} is {m.shape[0]}x{m.shape[1]} but its image {img_path} is "
-                    f"{image.shape[0]}x{image.shape[1]} (width x height)"
-                )
-            mask |= m > 0
-        multi += len(case["masks"]) > 1
-        digest = hashlib.sha1(np.ascontiguousarray(image).tobytes() + str(image.shape).encode()).hexdigest()
-        first = first_by_hash.setdefault(digest, item_id)
-        groups[first].append(item_id)
-        extra: dict[str, Any] = {
-            "source_image": img_path.relative_to(root).as_posix(),
-            "n_masks": len(case["masks"]),
-            "group": first,
-        }
-        if first != item_id:
-            extra["duplicate_of"] = first
-            logger.warning("BUSI: %s is the same picture as %s (kept, same split group)", item_id, first)
-        writer.add(
-            item_id,
-            image,
-            mask,
-            class_name=case["class"],
-            case_id=item_id,
-            source_files=[img_path, *case["masks"]],
-            **extra,
+    ) as writer:
+        for what, why in ignored:
+            writer.skip(what, why)
+        first_by_hash: dict[str, str] = {}
+        groups: dict[str, list[str]] = defaultdict(list)
+        multi = 0
+        for case in cases:
+            item_id = f"{case['class']}_{case['n']}"
+            img_path: Path = case["image"]
+            image = load_png(img_path, grayscale=True)
+            mask = np.zeros(image.shape, dtype=bool)
+            for mpath in case["masks"]:
+                m = load_png(mpath, grayscale=True)
+                if m.shape != image.shape:
+                    raise DatasetError(
+                        f"BUSI mask {mpath} is {m.shape[0]}x{m.shape[1]} but its image {img_path} is "
+                        f"{image.shape[0]}x{image.shape[1]} (width x height)"
+                    )
+                mask |= m > 0
+            multi += len(case["masks"]) > 1
+            digest = hashlib.sha1(np.ascontiguousarray(image).tobytes() + str(image.shape).encode()).hexdigest()
+            first = first_by_hash.setdefault(digest, item_id)
+            groups[first].append(item_id)
+            extra: dict[str, Any] = {
+                "source_image": img_path.relative_to(root).as_posix(),
+                "n_masks": len(case["masks"]),
+                "group": first,
+            }
+            if first != item_id:
+                extra["duplicate_of"] = first
+                logger.warning("BUSI: %s is the same picture as %s (kept, same split group)", item_id, first)
+            writer.add(
+                item_id,
+                image,
+                mask,
+                class_name=case["class"],
+                case_id=item_id,
+                source_files=[img_path, *case["masks"]],
+                **extra,
+            )
+        duplicates = [ids for ids in groups.values() if len(ids) > 1]
+        return writer.finalize(
+            split=opts,
+            summary_extra={"duplicates": duplicates, "multi_mask_cases": multi},
         )
-    duplicates = [ids for ids in groups.values() if len(ids) > 1]
-    return writer.finalize(
-        split=opts,
-        summary_extra={"duplicates": duplicates, "multi_mask_cases": multi},
-    )

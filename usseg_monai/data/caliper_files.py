@@ -26,8 +26,10 @@ import numpy as np
 
 from usseg_monai.data.io import (
     DATALIST_SECTIONS,
+    ROOTS_KEY,
     DatasetError,
     atomic_write_json,
+    derived_roots,
     load_datalist,
     load_png,
     load_volume,
@@ -127,7 +129,10 @@ def derive_dataset_calipers(
     base = dl_path.parent
     counts: Counter = Counter()
     used: set[str] = set()
-    new: dict[str, Any] = {k: v for k, v in data.items() if k not in DATALIST_SECTIONS}
+    new: dict[str, Any] = {k: v for k, v in data.items() if k not in DATALIST_SECTIONS and k != ROOTS_KEY}
+    roots = derived_roots(data, dl_path, out_dir, absolute=absolute_paths)
+    if roots:
+        new[ROOTS_KEY] = roots
     for section in DATALIST_SECTIONS:
         if section not in data:
             continue

@@ -17,12 +17,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .io import DatasetError, load_datalist
+from .io import (
+    DATALIST_PATH_KEYS,
+    DatasetError,
+    datalist_roots,
+    load_datalist,
+    require_datalist_file,
+    resolve_datalist_path,
+)
 
 __all__ = ["load_datalist_section", "load_semi_supervised_sections", "datalist_class_names", "PATH_KEYS"]
 
 #: item keys that hold file paths (made absolute and checked when present).
-PATH_KEYS = ("image", "label", "calipers")
+PATH_KEYS = DATALIST_PATH_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +39,6 @@ def load_datalist_section(
     data_list_key: str = "training",
     require_label: bool = True,
     labeled_only: bool = False,
-    base_dir: str | os.PathLike | None = None,
     path_keys: Sequence[str] = PATH_KEYS,
     check_files: bool = True,
     keep_keys: Sequence[str] | None = None,
@@ -48,8 +54,9 @@ def load_datalist_section(
         labeled_only: drop items without ``label_key`` instead (e.g. the fully supervised baseline trained on
             the mask-supervised part of a partitioned training list); takes precedence over ``require_label``
             for the check, but the section must still hold at least one labelled item.
-        base_dir: folder relative paths are resolved against; default: the datalist's folder.
-        path_keys: item keys holding file paths; present ones are made absolute (and checked).
+        path_keys: item keys holding file paths; present ones are made absolute (relative ones are relative to the
+            datalist's folder) and must obey the path rule (inside the datalist's folder or one of its
+            ``allowed_roots``: :func:`usseg_monai.data.io.resolve_datalist_path`).
         check_files: every path named by a returned item must be an existing file.
         keep_keys: when given, returned items hold only these keys (those present): e.g. inference keeps
             ``("image", "spacing")`` so that per-dataset extras (DDTI's report fields, BUSI's source names)
@@ -63,8 +70,8 @@ def load_datalist_section(
 
     Raises:
         DatasetError: datalist missing/invalid, section missing or empty, an item without ``image`` (or
-            ``label`` when required), or a named file that does not exist. The message names the datalist,
-            the section, the item index and the file.
+            ``label`` when required), a path outside the dataset, or a named file that does not exist or is a
+            folder. The message names the datalist, the section, the item index and the file.
     """
     path = Path(data_list_file_path)
     data = load_datalist(path, check_files=False)
@@ -76,7 +83,7 @@ def load_datalist_section(
         raise DatasetError(f"{path}: section '{data_list_key}' must be a list, got {type(items).__name__}")
     if len(items) == 0:
         raise DatasetError(f"{path}: section '{data_list_key}' is empty")
-    base = Path(base_dir) if base_dir is not None else path.parent
+    roots = datalist_roots(data, path)
     out: list[dict[str, Any]] = []
     dropped = 0
     for i, item in enumerate(items):
@@ -96,10 +103,10 @@ def load_datalist_section(
         for key in path_keys:
             if key not in new:
                 continue
-            p = Path(new[key])
-            p = p if p.is_absolute() else base / p
-            if check_files and not p.is_file():
-                raise DatasetError(f"{path}: {data_list_key}[{i}] '{key}' names a missing file: {p}")
+            where = f"{path}: {data_list_key}[{i}] '{key}'"
+            p = resolve_datalist_path(new[key], roots, where)
+            if check_files:
+                require_datalist_file(p, where)
             new[key] = str(p)
         out.append(new)
     if not out:
@@ -119,7 +126,6 @@ def load_semi_supervised_sections(
     class_key: str | None = None,
     num_classes: int | None = None,
     require_unlabeled: bool = True,
-    base_dir: str | os.PathLike | None = None,
     check_files: bool = True,
 ) -> dict[str, list[dict[str, Any]]]:
     """Split one datalist section into a labeled and an unlabeled stream for a semi-supervised bundle.
@@ -136,7 +142,7 @@ def load_semi_supervised_sections(
     still names it), so a training pipeline cannot read it.
 
     Args:
-        data_list_file_path, data_list_key, base_dir, check_files: as :func:`load_datalist_section`.
+        data_list_file_path, data_list_key, check_files: as :func:`load_datalist_section`.
         labeled: items that keep their mask when the section is not partitioned: count (int) or fraction
             (float); ``None``: all items not chosen as class-only.
         class_only: items that keep only their class when the section is not partitioned (count, fraction or
@@ -161,7 +167,7 @@ def load_semi_supervised_sections(
 
     path = Path(data_list_file_path)
     items = load_datalist_section(
-        path, data_list_key, require_label=False, base_dir=base_dir, check_files=check_files, label_key=label_key
+        path, data_list_key, require_label=False, check_files=check_files, label_key=label_key
     )
     partitioned = any(it.get("supervision", "mask") != "mask" or label_key not in it for it in items)
     if partitioned:
@@ -185,7 +191,10 @@ def load_semi_supervised_sections(
         except ValueError as e:
             raise DatasetError(f"{path}: {data_list_key}: {e}") from None
         if n_labeled is not None and label_key != "label":  # partition_training drops 'label' only
-            items = [it if it["supervision"] == "mask" else {k: v for k, v in it.items() if k != label_key} for it in items]
+            items = [
+                it if it["supervision"] == "mask" else {k: v for k, v in it.items() if k != label_key}
+                for it in items
+            ]
     labeled_items, unlabeled_items = [], []
     dropped = 0
     for i, it in enumerate(items):

@@ -194,7 +194,7 @@ def prepare_ddti(
 
     grades = sorted({c["fields"]["tirads"] for c in cases if "tirads" in c["fields"]}, key=_tirads_sort_key)
     classes = grades + ([missing_class] if missing_class is not None and missing_class not in grades else [])
-    writer = PreparedDatasetWriter(
+    with PreparedDatasetWriter(
         output_dir,
         source=src,
         overwrite=overwrite,
@@ -203,73 +203,74 @@ def prepare_ddti(
         description="Digital Database of Thyroid Ultrasound Images (Pedraza et al., SPIE 2015): grayscale, "
         "nodule masks from the XML polygons, class = TI-RADS",
         classes=classes,
-    )
-    used: set[tuple[str, str]] = set()
-    without_polygon: list[str] = []
-    clipped: list[str] = []  # kept, the mask clipped to the image (a warning each)
-    outside: list[str] = []  # skipped: a polygon wholly outside the image
-    marks_without_image: list[str] = []
-    no_tirads = 0
-    for case in cases:
-        cid, fields = case["case"], case["fields"]
-        no_tirads += "tirads" not in fields
-        for img_no in sorted(case["marks"], key=lambda s: (int(s) if s.isdigit() else 10**9, s)):
-            key = (cid, str(int(img_no)) if img_no.isdigit() else img_no)
-            path = images.get(key)
-            if path is None:
-                name = f"{cid}_{img_no}.jpg"
-                marks_without_image.append(name)
-                writer.skip(src / name, f"named by a <mark> in {cid}.xml but the image file is missing")
-                continue
-            used.add(key)
-            image = load_png(path, grayscale=True)
-            polys = case["marks"][img_no]
-            item_id = f"{cid}_{key[1]}"
-            partly, wholly = polygons_outside(polys, image.shape)
-            if wholly:
-                # a nodule drawn off the image: its mask would be empty ("no lesion"), which is wrong, not unknown
-                writer.skip(
-                    path,
-                    f"polygon(s) {wholly} of {cid}.xml lie wholly outside the {image.shape[0]}x{image.shape[1]} image",
+    ) as writer:
+        used: set[tuple[str, str]] = set()
+        without_polygon: list[str] = []
+        clipped: list[str] = []  # kept, the mask clipped to the image (a warning each)
+        outside: list[str] = []  # skipped: a polygon wholly outside the image
+        marks_without_image: list[str] = []
+        no_tirads = 0
+        for case in cases:
+            cid, fields = case["case"], case["fields"]
+            no_tirads += "tirads" not in fields
+            for img_no in sorted(case["marks"], key=lambda s: (int(s) if s.isdigit() else 10**9, s)):
+                key = (cid, str(int(img_no)) if img_no.isdigit() else img_no)
+                path = images.get(key)
+                if path is None:
+                    name = f"{cid}_{img_no}.jpg"
+                    marks_without_image.append(name)
+                    writer.skip(src / name, f"named by a <mark> in {cid}.xml but the image file is missing")
+                    continue
+                used.add(key)
+                image = load_png(path, grayscale=True)
+                polys = case["marks"][img_no]
+                item_id = f"{cid}_{key[1]}"
+                partly, wholly = polygons_outside(polys, image.shape)
+                if wholly:
+                    # a nodule drawn off the image: its mask would be empty ("no lesion"), which is wrong, not unknown
+                    writer.skip(
+                        path,
+                        f"polygon(s) {wholly} of {cid}.xml lie wholly outside the "
+                        f"{image.shape[0]}x{image.shape[1]} image",
+                    )
+                    outside.append(item_id)
+                    continue
+                if partly:
+                    logger.warning(
+                        "DDTI: %s: polygon(s) %s of %s.xml reach outside the %dx%d image; the mask is clipped to it",
+                        path.name, partly, cid, image.shape[0], image.shape[1],
+                    )
+                    clipped.append(item_id)
+                mask = rasterize_polygons(polys, image.shape)
+                if not polys:
+                    without_polygon.append(item_id)
+                cls = fields.get("tirads", missing_class)
+                writer.add(
+                    item_id,
+                    image,
+                    mask,
+                    class_name=cls,
+                    case_id=cid,
+                    source_files=[path, src / f"{cid}.xml"],
+                    source_image=path.name,
+                    n_polygons=len(polys),
+                    **fields,
                 )
-                outside.append(item_id)
-                continue
-            if partly:
-                logger.warning(
-                    "DDTI: %s: polygon(s) %s of %s.xml reach outside the %dx%d image; the mask is clipped to it",
-                    path.name, partly, cid, image.shape[0], image.shape[1],
-                )
-                clipped.append(item_id)
-            mask = rasterize_polygons(polys, image.shape)
-            if not polys:
-                without_polygon.append(item_id)
-            cls = fields.get("tirads", missing_class)
-            writer.add(
-                item_id,
-                image,
-                mask,
-                class_name=cls,
-                case_id=cid,
-                source_files=[path, src / f"{cid}.xml"],
-                source_image=path.name,
-                n_polygons=len(polys),
-                **fields,
-            )
-    images_without_mark = sorted(p.name for k, p in images.items() if k not in used)
-    for name in images_without_mark:
-        writer.skip(src / name, "no <mark> for this image in any case file (mask unknown)")
-    if without_polygon:
-        logger.info("DDTI: %d images have no polygon and get empty masks", len(without_polygon))
-    return writer.finalize(
-        split=opts,
-        summary_extra={
-            "images_without_polygon": len(without_polygon),
-            "images_without_polygon_items": without_polygon,
-            "polygons_clipped_items": clipped,
-            "polygon_outside_image_items": outside,
-            "marks_without_image": marks_without_image,
-            "images_without_mark": images_without_mark,
-            "cases_without_tirads": no_tirads,
-            "n_case_files": len(cases),
-        },
-    )
+        images_without_mark = sorted(p.name for k, p in images.items() if k not in used)
+        for name in images_without_mark:
+            writer.skip(src / name, "no <mark> for this image in any case file (mask unknown)")
+        if without_polygon:
+            logger.info("DDTI: %d images have no polygon and get empty masks", len(without_polygon))
+        return writer.finalize(
+            split=opts,
+            summary_extra={
+                "images_without_polygon": len(without_polygon),
+                "images_without_polygon_items": without_polygon,
+                "polygons_clipped_items": clipped,
+                "polygon_outside_image_items": outside,
+                "marks_without_image": marks_without_image,
+                "images_without_mark": images_without_mark,
+                "cases_without_tirads": no_tirads,
+                "n_case_files": len(cases),
+            },
+        )

@@ -12,11 +12,14 @@ Colour handling (DICOM PS3.3 C.7.6.3.1.2, Photometric Interpretation):
 
 Pixel spacing (mm per pixel, ``(x, y)`` = (column, row) order), first that applies:
 
-1. Sequence of Ultrasound Regions (0018,6011): regions whose Physical Units X/Y Direction are 3 (cm) with
-   positive Physical Delta X/Y; the spacing is ``10 * delta`` (cm to mm). Tissue regions (Region
+1. Sequence of Ultrasound Regions (0018,6011): regions whose Physical Units X/Y Direction are 3 (cm); the
+   spacing is ``10 * delta`` (cm to mm). Tissue regions (Region
    Spatial Format 1, 2D) are preferred; among several, the largest; differing deltas are logged.
 2. Pixel Spacing (0028,0030) (row spacing, column spacing in mm), then Imager Pixel Spacing (0018,1164).
 3. Unknown (``None``): the item gets no ``spacing`` in the datalist.
+
+A spacing that is present but zero, negative or non-finite (a centimetre region's Physical Delta X/Y, Pixel
+Spacing, Imager Pixel Spacing) is an error naming the file, never a silent fall-back to the next source.
 
 Multi-frame files give one image per frame.
 """
@@ -24,6 +27,7 @@ Multi-frame files give one image per frame.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,23 +47,49 @@ CM = 3  # DICOM Physical Units X/Y Direction code for centimetres (PS3.3 C.8.5.5
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def ultrasound_spacing(ds: Any) -> tuple[tuple[float, float] | None, str]:
+def _positive_mm(value: Any) -> float | None:
+    """``value`` as a float when it is a finite positive number, else ``None``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def ultrasound_spacing(ds: Any, where: str | os.PathLike | None = None) -> tuple[tuple[float, float] | None, str]:
     """Pixel spacing in mm ``(sx, sy)`` of a DICOM dataset and where it came from.
+
+    Args:
+        ds: a pydicom dataset.
+        where: the file named in errors (default: ``ds.filename``).
 
     Returns:
         ``((sx, sy), source)`` with source ``"ultrasound_regions"``, ``"PixelSpacing"`` or
         ``"ImagerPixelSpacing"``, or ``(None, "unknown")``.
+
+    Raises:
+        DatasetError: a spacing that is present but not a finite positive number: a centimetre ultrasound region
+            whose Physical Delta X/Y is zero, negative or non-finite, or a Pixel Spacing / Imager Pixel Spacing
+            that is not two finite positive numbers (a silent fall-back would change the lesion's size in mm).
     """
+    name = where if where is not None else (getattr(ds, "filename", None) or "DICOM dataset")
     regions = []
-    for r in ds.get("SequenceOfUltrasoundRegions", []) or []:
+    for i, r in enumerate(ds.get("SequenceOfUltrasoundRegions", []) or []):
         ux, uy = r.get("PhysicalUnitsXDirection"), r.get("PhysicalUnitsYDirection")
-        dx, dy = r.get("PhysicalDeltaX"), r.get("PhysicalDeltaY")
-        if ux == CM and uy == CM and dx and dy and float(dx) > 0 and float(dy) > 0:
-            x0, x1 = r.get("RegionLocationMinX0", 0), r.get("RegionLocationMaxX1", 0)
-            y0, y1 = r.get("RegionLocationMinY0", 0), r.get("RegionLocationMaxY1", 0)
-            area = max(0, int(x1) - int(x0) + 1) * max(0, int(y1) - int(y0) + 1)
-            tissue = r.get("RegionSpatialFormat") == 1
-            regions.append((tissue, area, 10.0 * abs(float(dx)), 10.0 * abs(float(dy))))
+        if ux != CM or uy != CM:
+            continue  # time, velocity or unit-less regions (Doppler, M-mode) carry no pixel spacing
+        raw_dx, raw_dy = r.get("PhysicalDeltaX"), r.get("PhysicalDeltaY")
+        dx, dy = _positive_mm(raw_dx), _positive_mm(raw_dy)
+        if dx is None or dy is None:
+            raise DatasetError(
+                f"{name}: ultrasound region {i} (cm units) has Physical Delta X/Y {raw_dx!r}/{raw_dy!r}; "
+                "they must be finite positive numbers (cm per pixel)"
+            )
+        x0, x1 = r.get("RegionLocationMinX0", 0), r.get("RegionLocationMaxX1", 0)
+        y0, y1 = r.get("RegionLocationMinY0", 0), r.get("RegionLocationMaxY1", 0)
+        area = max(0, int(x1) - int(x0) + 1) * max(0, int(y1) - int(y0) + 1)
+        tissue = r.get("RegionSpatialFormat") == 1
+        regions.append((tissue, area, 10.0 * dx, 10.0 * dy))
     if regions:
         regions.sort(key=lambda t: (t[0], t[1]), reverse=True)
         best = regions[0]
@@ -69,8 +99,15 @@ def ultrasound_spacing(ds: Any) -> tuple[tuple[float, float] | None, str]:
         return (best[2], best[3]), "ultrasound_regions"
     for tag in ("PixelSpacing", "ImagerPixelSpacing"):
         ps = ds.get(tag)
-        if ps is not None and len(ps) == 2 and float(ps[0]) > 0 and float(ps[1]) > 0:
-            return (float(ps[1]), float(ps[0])), tag  # DICOM order is (row spacing, column spacing)
+        if ps is None:
+            continue
+        raw = list(ps) if hasattr(ps, "__len__") and not isinstance(ps, str) else [ps]
+        values = [_positive_mm(v) for v in raw]
+        if len(values) != 2 or None in values:
+            raise DatasetError(
+                f"{name}: {tag} is {raw}; it must be two finite positive numbers (mm: row spacing, column spacing)"
+            )
+        return (values[1], values[0]), tag  # DICOM order is (row spacing, column spacing)
     return None, "unknown"
 
 
@@ -164,7 +201,7 @@ def read_ultrasound_dicom(path: str | os.PathLike) -> list[tuple[np.ndarray, tup
         raise DatasetError(
             f"DICOM file {p}: decoded pixel array has shape {arr.shape}, unexpected for {n_frames} frame(s)"
         )
-    spacing, where = ultrasound_spacing(ds)
+    spacing, where = ultrasound_spacing(ds, p)
     logger.debug("%s: %d frame(s), spacing %s from %s", p, n_frames, spacing, where)
     out = []
     for frame in frames:
@@ -250,41 +287,41 @@ def prepare_dicom(
     if not files:
         raise DatasetError(f"no DICOM files found in {', '.join(str(s) for s in sources)}")
     common = Path(os.path.commonpath([str(s.resolve()) for s in sources]))
-    writer = PreparedDatasetWriter(
+    with PreparedDatasetWriter(
         output_dir,
         source=None,
         overwrite=overwrite,
         spatial_dims=2,
         name="DICOM",
         description="Ultrasound DICOM images converted to 8-bit grayscale; spacing from ultrasound regions",
-    )
-    for f, why in skipped:
-        writer.skip(f, why)
-    spacing_sources: dict[str, int] = {}
-    for k, (f, base) in enumerate(files):
-        frames = read_ultrasound_dicom(f)
-        ds = pydicom.dcmread(f, stop_before_pixels=True)
-        rel = f.relative_to(base)
-        stem = safe_item_id(rel.with_suffix("").as_posix() if f.suffix.lower() == ".dcm" else rel.as_posix())
-        _, where = ultrasound_spacing(ds)
-        case = _dicom_group(ds, group_by, fallback=stem)
-        for j, (img, spacing) in enumerate(frames):
-            item_id = stem if len(frames) == 1 else f"{stem}_f{j:04d}"
-            shown = str(f.resolve().relative_to(common)) if f.resolve() != common else f.name
-            extra: dict[str, Any] = {"source_image": shown}
-            if len(frames) > 1:
-                extra["frame"] = j
-            extra["spacing_source"] = where
-            writer.add(item_id, img, None, case_id=safe_item_id(case), spacing=spacing, source_files=[f], **extra)
-            spacing_sources[where] = spacing_sources.get(where, 0) + 1
-        if (k + 1) % 50 == 0:
-            logger.info("DICOM: %d of %d files read", k + 1, len(files))
-    return writer.finalize(
-        split=opts,
-        summary_extra={
-            "source": [str(s) for s in sources],
-            "n_files": len(files),
-            "spacing_sources": spacing_sources,
-            "group_by": group_by,
-        },
-    )
+    ) as writer:
+        for f, why in skipped:
+            writer.skip(f, why)
+        spacing_sources: dict[str, int] = {}
+        for k, (f, base) in enumerate(files):
+            frames = read_ultrasound_dicom(f)
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            rel = f.relative_to(base)
+            stem = safe_item_id(rel.with_suffix("").as_posix() if f.suffix.lower() == ".dcm" else rel.as_posix())
+            _, where = ultrasound_spacing(ds, f)
+            case = _dicom_group(ds, group_by, fallback=stem)
+            for j, (img, spacing) in enumerate(frames):
+                item_id = stem if len(frames) == 1 else f"{stem}_f{j:04d}"
+                shown = str(f.resolve().relative_to(common)) if f.resolve() != common else f.name
+                extra: dict[str, Any] = {"source_image": shown}
+                if len(frames) > 1:
+                    extra["frame"] = j
+                extra["spacing_source"] = where
+                writer.add(item_id, img, None, case_id=safe_item_id(case), spacing=spacing, source_files=[f], **extra)
+                spacing_sources[where] = spacing_sources.get(where, 0) + 1
+            if (k + 1) % 50 == 0:
+                logger.info("DICOM: %d of %d files read", k + 1, len(files))
+        return writer.finalize(
+            split=opts,
+            summary_extra={
+                "source": [str(s) for s in sources],
+                "n_files": len(files),
+                "spacing_sources": spacing_sources,
+                "group_by": group_by,
+            },
+        )

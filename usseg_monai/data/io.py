@@ -11,11 +11,15 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from usseg_monai.errors import InputError
 
 __all__ = [
     "CACHE_ENV",
@@ -24,22 +28,35 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "prepare_output_dir",
+    "check_output_dir",
+    "StagedOutput",
     "ensure_not_inside",
     "save_png",
     "load_png",
     "save_volume",
     "load_volume",
+    "volume_header_spacing",
     "write_datalist",
     "load_datalist",
+    "datalist_roots",
+    "resolve_datalist_path",
+    "require_datalist_file",
+    "ROOTS_KEY",
+    "derived_roots",
+    "DATALIST_PATH_KEYS",
     "read_json",
     "cache_dir",
     "DATALIST_SECTIONS",
 ]
 
 DATALIST_SECTIONS = ("training", "validation", "test")
+#: item keys that hold file paths, relative to the datalist's folder (or absolute)
+DATALIST_PATH_KEYS = ("image", "label", "calipers")
+#: top-level datalist key listing the folders besides the datalist's own where its files may be (the path rule)
+ROOTS_KEY = "allowed_roots"
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError, ValueError):
     """Bad input data: the message names the file or field and what is wrong."""
 
 
@@ -133,6 +150,15 @@ def prepare_output_dir(
     Raises:
         DatasetError: output inside the source, or a non-empty output without ``overwrite``.
     """
+    out = check_output_dir(output_dir, source, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def check_output_dir(
+    output_dir: str | os.PathLike, source: str | os.PathLike | None = None, overwrite: bool = False
+) -> Path:
+    """The rules of :func:`prepare_output_dir` without creating anything: returns ``output_dir`` as a path."""
     out = Path(output_dir)
     if source is not None:
         ensure_not_inside(out, source)
@@ -140,9 +166,70 @@ def prepare_output_dir(
         if not out.is_dir():
             raise DatasetError(f"output {out} exists and is not a folder")
         if any(out.iterdir()) and not overwrite:
-            raise DatasetError(f"output folder {out} is not empty; pass overwrite=True (--overwrite) to replace files in it")
-    out.mkdir(parents=True, exist_ok=True)
+            raise DatasetError(
+                f"output folder {out} is not empty; pass overwrite=True (--overwrite) to replace files in it"
+            )
     return out
+
+
+class StagedOutput:
+    """An output folder built in a hidden staging folder beside it and moved into place by :meth:`commit`.
+
+    A conversion that fails (or is interrupted) leaves nothing at ``output_dir``: :meth:`abort` (called by the
+    context manager on an exception or without a commit, and when the object is garbage-collected uncommitted)
+    removes the staging folder. :meth:`commit` renames the staging folder to ``output_dir`` when that does not
+    exist or is empty; into a non-empty ``output_dir`` (``overwrite``) it moves the files one by one with
+    :func:`os.replace` (``datalist.json`` and ``summary.json`` last), deleting nothing else.
+
+    Args:
+        output_dir, source, overwrite: as :func:`prepare_output_dir` (checked here, before anything is written).
+    """
+
+    #: moved last into an existing folder, so that a datalist never names files not yet in place
+    LAST = ("datalist.json", "summary.json")
+
+    def __init__(
+        self, output_dir: str | os.PathLike, source: str | os.PathLike | None = None, overwrite: bool = False
+    ) -> None:
+        self.output_dir = Path(os.path.abspath(check_output_dir(output_dir, source, overwrite)))
+        self.output_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.path = self.output_dir.parent / f".{self.output_dir.name}.partial-{secrets.token_hex(4)}"
+        self.path.mkdir()
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+        self.committed = False
+
+    def __enter__(self) -> StagedOutput:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None or not self.committed:
+            self.abort()
+
+    def abort(self) -> None:
+        """Remove the staging folder (``output_dir`` is untouched)."""
+        if not self.committed:
+            self._cleanup()
+
+    def commit(self) -> Path:
+        """Move the staged files to ``output_dir``; returns it."""
+        if self.committed:
+            return self.output_dir
+        out = self.output_dir
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        if not out.exists():
+            os.replace(self.path, out)
+        else:
+            files = sorted(p for p in self.path.rglob("*") if p.is_file())
+            files.sort(key=lambda p: p.relative_to(self.path).as_posix() in self.LAST)
+            for f in files:
+                target = out / f.relative_to(self.path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, target)
+            shutil.rmtree(self.path, ignore_errors=True)
+        self._cleanup.detach()
+        self.committed = True
+        return out
 
 
 def save_png(path: str | os.PathLike, array_xy: np.ndarray) -> Path:
@@ -218,20 +305,93 @@ def save_volume(
     return Path(path)
 
 
+def _nifti_header_spacing(p: Path) -> list[float]:
+    import nibabel as nib
+    from nibabel.openers import Opener
+
+    with Opener(str(p)) as f:
+        raw = f.read(348)
+    if len(raw) < 348:
+        raise DatasetError(f"cannot read volume {p}: the NIfTI header is truncated ({len(raw)} of 348 bytes)")
+    hdr = nib.Nifti1Header(raw, check=False) if raw[:4] in (b"\x5c\x01\x00\x00", b"\x00\x00\x01\x5c") else None
+    if hdr is None:
+        return []  # NIfTI-2 or not NIfTI at all: ITK decides
+    ndim = int(np.clip(hdr["dim"][0], 0, 7))
+    return [float(v) for v in hdr["pixdim"][1 : 1 + min(ndim, 3)]]
+
+
+def _text_header_spacing(p: Path, nrrd: bool) -> list[float]:
+    """Spacings of a NRRD (``spacings:``, ``space directions:`` vector lengths) or MetaImage (``ElementSpacing``)
+    text header; NaN for an entry that is not a number."""
+    with open(p, "rb") as f:
+        head = f.read(65536)
+    lines = head.split(b"\n\n", 1)[0].decode("latin-1").splitlines() if nrrd else head.decode("latin-1").splitlines()
+    out: list[float] = []
+    for line in lines:
+        key, sep, value = line.partition(":" if nrrd else "=")
+        if not sep:
+            continue
+        key = key.strip().lower()
+        if nrrd and key == "spacings":
+            out += [_number(v) for v in value.split()]
+        elif nrrd and key == "space directions":
+            for vec in value.split():
+                if vec.strip().lower() == "none":
+                    continue
+                parts = [_number(c) for c in vec.strip("()").split(",")]
+                out.append(float(np.sqrt(sum(c * c for c in parts))))
+        elif not nrrd and key == "elementspacing":
+            out += [_number(v) for v in value.split()]
+    return out
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def volume_header_spacing(path: str | os.PathLike) -> list[float]:
+    """The voxel spacings a volume file's header declares (NIfTI-1 ``pixdim``, NRRD ``spacings`` / ``space
+    directions``, MetaImage ``ElementSpacing``), read before ITK, which replaces a NaN spacing by 1 mm silently;
+    empty for other formats. Entries are floats (NaN where the header holds no number)."""
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        return _nifti_header_spacing(p)
+    if name.endswith((".nrrd", ".nhdr")):
+        return _text_header_spacing(p, nrrd=True)
+    if name.endswith((".mha", ".mhd")):
+        return _text_header_spacing(p, nrrd=False)
+    return []
+
+
 def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Read a NIfTI/NRRD volume via ITK into ``(x, y, z)`` order with its geometry.
+    """Read a NIfTI/NRRD/MetaImage volume via ITK into ``(x, y, z)`` order with its geometry.
 
     Returns:
         ``(array, {"spacing": (nd,), "origin": (nd,), "direction": (nd, nd)})``.
 
     Raises:
-        DatasetError: missing or unreadable file.
+        DatasetError: missing or unreadable file, or a header spacing that is zero, negative or non-finite
+            (:func:`volume_header_spacing`; ITK would read a NaN spacing as 1 mm).
     """
     import itk
 
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"volume file not found: {p}")
+    try:
+        declared = volume_header_spacing(p)
+    except OSError as e:
+        raise DatasetError(f"cannot read volume {p}: {e.strerror or e}") from e
+    bad = [v for v in declared if not (np.isfinite(v) and v > 0)]
+    if bad:
+        raise DatasetError(
+            f"volume {p}: its header declares voxel spacing {declared}; every spacing must be a finite positive "
+            "number (mm)"
+        )
     try:
         img = itk.imread(str(p))
     except (RuntimeError, OSError) as e:
@@ -246,9 +406,122 @@ def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarr
 
 
 def write_datalist(output_dir: str | os.PathLike, datalist: dict[str, Any], name: str = "datalist.json") -> Path:
-    """Validate and write a decathlon-style datalist (paths relative to ``output_dir``) atomically."""
-    _validate_datalist(datalist, Path(output_dir) / name, base_dir=Path(output_dir))
+    """Validate and write a decathlon-style datalist (paths relative to ``output_dir``) atomically.
+
+    Every path must obey the path rule (:func:`resolve_datalist_path`) and name an existing file.
+    """
+    _validate_datalist(datalist, Path(output_dir) / name, check_files=True)
     return atomic_write_json(Path(output_dir) / name, datalist)
+
+
+def datalist_roots(data: dict[str, Any], where: str | os.PathLike) -> tuple[Path, ...]:
+    """The folders a datalist's files may be in: its own folder, then those listed under ``allowed_roots``.
+
+    ``allowed_roots`` is the explicit opt-in for files stored elsewhere (e.g. ``usseg split`` writing a new
+    datalist beside the prepared dataset it splits): a list of folders, relative to the datalist's folder or
+    absolute. ``["/"]`` allows any path.
+
+    Raises:
+        DatasetError: ``allowed_roots`` is not a list of non-empty strings (naming the datalist).
+    """
+    folder = Path(os.path.abspath(Path(where).parent))
+    extra = data.get(ROOTS_KEY, [])
+    if not isinstance(extra, list) or not all(isinstance(r, str) and r for r in extra):
+        raise DatasetError(f"{where}: '{ROOTS_KEY}' must be a list of folder paths (strings), got {extra!r}")
+    return (folder, *(Path(os.path.normpath(folder / r)) for r in extra))
+
+
+def derived_roots(
+    data: dict[str, Any], source: str | os.PathLike, output_dir: str | os.PathLike, absolute: bool = False
+) -> list[str]:
+    """``allowed_roots`` for a datalist written in ``output_dir`` that names the files of datalist ``source``.
+
+    The source's folder and its own ``allowed_roots``, relative to ``output_dir`` (absolute with ``absolute``,
+    for a datalist written with absolute paths, or when on another drive); empty when the output is beside the
+    source and the source lists none. Writers that derive a
+    datalist (``usseg split``, ``usseg calipers``, pseudo-labels) record them, so that the new datalist may
+    name the source's files and nothing else.
+    """
+    out = Path(os.path.abspath(output_dir))
+    roots = datalist_roots(data, source)
+    rel: list[str] = []
+    for r in roots:
+        if r == out:
+            continue
+        try:
+            value = r.as_posix() if absolute else Path(os.path.relpath(r, out)).as_posix()
+        except ValueError:  # another drive (Windows)
+            value = r.as_posix()
+        if value not in rel:
+            rel.append(value)
+    return rel
+
+
+def resolve_datalist_path(value: Any, roots: Sequence[Path], where: str) -> Path:
+    """The absolute path of a datalist entry, which must lie inside one of ``roots`` (the path rule).
+
+    ``value`` is relative to ``roots[0]`` (the datalist's folder) or absolute. The check is lexical (``..`` is
+    collapsed, symbolic links are not followed): a dataset may link to its files, but an entry cannot climb
+    out of the dataset or name an arbitrary absolute path unless the datalist lists its folder under
+    ``allowed_roots`` (:func:`datalist_roots`).
+
+    Raises:
+        DatasetError: ``value`` is not a non-empty string, or resolves outside every root; ``where`` names the
+            datalist, the section, the item and the key.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise DatasetError(f"{where} must be a non-empty file path (string), got {value!r}")
+    p = Path(os.path.normpath(roots[0] / value))
+    for root in roots:
+        if p == root or root in p.parents:
+            return p
+    allowed = ", ".join(str(r) for r in roots)
+    raise DatasetError(
+        f"{where} = {value!r} resolves to {p}, outside the dataset (allowed: {allowed}); datalist paths must stay "
+        f"inside the datalist's folder: to use files stored elsewhere, list their folder under the datalist's "
+        f"'{ROOTS_KEY}' key (docs/conventions.md, 'Path rule')"
+    )
+
+
+def load_datalist(path: str | os.PathLike, check_files: bool = True) -> dict[str, Any]:
+    """Read and validate a datalist JSON: sections, items, the path rule; with ``check_files`` every file exists.
+
+    Raises:
+        DatasetError: unreadable JSON, missing sections/keys, a path outside the dataset
+            (:func:`resolve_datalist_path`) or missing files (named in the message).
+    """
+    p = Path(path)
+    data = read_json(p, "datalist")
+    _validate_datalist(data, p, check_files=check_files)
+    return data
+
+
+def _validate_datalist(data: Any, where: Path, check_files: bool) -> None:
+    if not isinstance(data, dict):
+        raise DatasetError(f"{where}: a datalist must be a JSON object")
+    if not any(k in data for k in DATALIST_SECTIONS):
+        raise DatasetError(f"{where}: none of the sections {DATALIST_SECTIONS} is present")
+    roots = datalist_roots(data, where)
+    for section in DATALIST_SECTIONS:
+        items = data.get(section, [])
+        if not isinstance(items, list):
+            raise DatasetError(f"{where}: '{section}' must be a list")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "image" not in item:
+                raise DatasetError(f"{where}: {section}[{i}] has no 'image' key")
+            for key in DATALIST_PATH_KEYS:
+                if key not in item:
+                    continue
+                label = f"{where}: {section}[{i}] '{key}'"
+                f = resolve_datalist_path(item[key], roots, label)
+                if check_files:
+                    require_datalist_file(f, label)
+
+
+def require_datalist_file(path: Path, where: str) -> None:
+    """Raise :class:`DatasetError` (``where`` names the datalist entry) unless ``path`` is an existing file."""
+    if not path.is_file():
+        raise DatasetError(f"{where} names {'a folder, not a file' if path.is_dir() else 'a missing file'}: {path}")
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
@@ -262,37 +535,8 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise DatasetError(f"{what} {p} is not valid JSON: {e}") from e
     except UnicodeDecodeError as e:
         raise DatasetError(f"{what} {p} is not a JSON text file (not UTF-8 text: {e.reason} at byte {e.start})") from e
-
-
-def load_datalist(path: str | os.PathLike, check_files: bool = True) -> dict[str, Any]:
-    """Read and validate a datalist JSON; with ``check_files`` every named file must exist.
-
-    Raises:
-        DatasetError: unreadable JSON, missing sections/keys, or missing files (named in the message).
-    """
-    p = Path(path)
-    data = read_json(p, "datalist")
-    _validate_datalist(data, p, base_dir=p.parent if check_files else None)
-    return data
-
-
-def _validate_datalist(data: Any, where: Path, base_dir: Path | None) -> None:
-    if not isinstance(data, dict):
-        raise DatasetError(f"{where}: a datalist must be a JSON object")
-    if not any(k in data for k in DATALIST_SECTIONS):
-        raise DatasetError(f"{where}: none of the sections {DATALIST_SECTIONS} is present")
-    for section in DATALIST_SECTIONS:
-        items = data.get(section, [])
-        if not isinstance(items, list):
-            raise DatasetError(f"{where}: '{section}' must be a list")
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or "image" not in item:
-                raise DatasetError(f"{where}: {section}[{i}] has no 'image' key")
-            if base_dir is None:
-                continue
-            for key in ("image", "label", "calipers"):
-                if key in item and not (base_dir / item[key]).is_file():
-                    raise DatasetError(f"{where}: {section}[{i}] '{key}' names a missing file: {base_dir / item[key]}")
+    except OSError as e:
+        raise DatasetError(f"cannot read {what} {p}: {e.strerror or e}") from e
 
 
 #: environment variable naming the user cache folder (:func:`cache_dir`)

@@ -870,7 +870,7 @@ def prepare_phantom(
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n_images must be a positive integer, got {n_images!r}")
     counts = _class_counts(int(n), class_fractions)
-    writer = PreparedDatasetWriter(
+    with PreparedDatasetWriter(
         output_dir,
         overwrite=overwrite,
         spatial_dims=spatial_dims,
@@ -883,31 +883,31 @@ def prepare_phantom(
         calipers=True,
         caliper_jitter_mm=caliper_jitter_mm,
         caliper_seed=caliper_seed,
-    )
-    all_params: dict[str, Any] = {}
-    for ci, (class_name, count) in enumerate(zip(PHANTOM_CLASSES, counts)):
-        for k in range(count):
-            item_seed = _item_seed(seed, ci, k)
-            sample = generate_phantom(size, class_name=class_name, seed=item_seed)
-            item_id = f"{class_name}_{k + 1:03d}"
-            writer.add(
-                item_id, sample.image, sample.mask, class_name=class_name, case_id=item_id,
-                spacing=sample.spacing, phantom_seed=item_seed,
-            )
-            all_params[item_id] = sample.params
-    atomic_write_json(writer.output_dir / "phantom_params.json", all_params)
-    return writer.finalize(
-        classes=list(PHANTOM_CLASSES),
-        split=opts,
-        summary_extra={
-            "generator": "usseg_monai.data.phantom",
-            "model_revision": PHANTOM_MODEL_REVISION,
-            "image_size": list(size),
-            "spacing": list(default_phantom_spacing(size)),
-            "class_fractions": [float(f) for f in class_fractions],
-            "seed": int(seed),
-        },
-    )
+    ) as writer:
+        all_params: dict[str, Any] = {}
+        for ci, (class_name, count) in enumerate(zip(PHANTOM_CLASSES, counts)):
+            for k in range(count):
+                item_seed = _item_seed(seed, ci, k)
+                sample = generate_phantom(size, class_name=class_name, seed=item_seed)
+                item_id = f"{class_name}_{k + 1:03d}"
+                writer.add(
+                    item_id, sample.image, sample.mask, class_name=class_name, case_id=item_id,
+                    spacing=sample.spacing, phantom_seed=item_seed,
+                )
+                all_params[item_id] = sample.params
+        atomic_write_json(writer.staging_dir / "phantom_params.json", all_params)
+        return writer.finalize(
+            classes=list(PHANTOM_CLASSES),
+            split=opts,
+            summary_extra={
+                "generator": "usseg_monai.data.phantom",
+                "model_revision": PHANTOM_MODEL_REVISION,
+                "image_size": list(size),
+                "spacing": list(default_phantom_spacing(size)),
+                "class_fractions": [float(f) for f in class_fractions],
+                "seed": int(seed),
+            },
+        )
 
 
 def phantom_dataset_key(spatial_dims: int, n_images: int, image_size: Sequence[int], seed: int) -> str:

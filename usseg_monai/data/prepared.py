@@ -34,9 +34,11 @@ import numpy as np
 
 from usseg_monai.data.io import (
     DATALIST_SECTIONS,
+    ROOTS_KEY,
     DatasetError,
+    StagedOutput,
     atomic_write_json,
-    prepare_output_dir,
+    derived_roots,
     save_png,
     save_volume,
     write_datalist,
@@ -157,12 +159,16 @@ class PreparedDatasetWriter:
 
     Example::
 
-        writer = PreparedDatasetWriter("out/busi", source="Dataset_BUSI_with_GT", name="BUSI")
-        writer.add("benign_1", image_xy, mask_xy, class_name="benign", case_id="benign_1")
-        summary = writer.finalize(classes=["benign", "malignant", "normal"], split=SplitOptions(seed=0))
+        with PreparedDatasetWriter("out/busi", source="Dataset_BUSI_with_GT", name="BUSI") as writer:
+            writer.add("benign_1", image_xy, mask_xy, class_name="benign", case_id="benign_1")
+            summary = writer.finalize(classes=["benign", "malignant", "normal"], split=SplitOptions(seed=0))
+
+    Files are written into a hidden staging folder beside ``output_dir`` (:attr:`staging_dir`,
+    :class:`usseg_monai.data.io.StagedOutput`) and moved into place by :meth:`finalize`: a conversion that fails
+    leaves nothing at ``output_dir`` (the context manager, or garbage collection, removes the staging folder).
 
     Args:
-        output_dir: output folder; created; must be empty unless ``overwrite``; never inside ``source``.
+        output_dir: output folder; must be empty (or absent) unless ``overwrite``; never inside ``source``.
         source: the source folder or file(s) (recorded in the summary; the output may not lie inside it).
         overwrite: allow a non-empty output folder (files are replaced atomically, nothing is deleted).
         spatial_dims: 2 (PNG) or 3 (NIfTI).
@@ -197,7 +203,10 @@ class PreparedDatasetWriter:
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         src = Path(source) if source is not None else None
         guard = src if src is None or src.is_dir() else src.parent
-        self.output_dir = prepare_output_dir(output_dir, guard, overwrite=overwrite)
+        self._staged = StagedOutput(output_dir, guard, overwrite=overwrite)
+        self.output_dir = Path(output_dir)
+        #: where the files are written until :meth:`finalize` moves them to ``output_dir``
+        self.staging_dir = self._staged.path
         self.source = src
         self.spatial_dims = spatial_dims
         self.name = name
@@ -221,6 +230,16 @@ class PreparedDatasetWriter:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def __enter__(self) -> PreparedDatasetWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.abort()
+
+    def abort(self) -> None:
+        """Discard everything written so far (nothing reaches ``output_dir``); a no-op after :meth:`finalize`."""
+        self._staged.abort()
 
     def add(
         self,
@@ -286,17 +305,17 @@ class PreparedDatasetWriter:
             if img.dtype != np.uint8 and img.size and (np.nanmin(img) < 0 or np.nanmax(img) > 255):
                 lo, hi = np.nanmin(img), np.nanmax(img)
                 raise DatasetError(f"{where}: 2D image values must lie in [0, 255], got [{lo}, {hi}]")
-            save_png(self.output_dir / image_rel, img)
+            save_png(self.staging_dir / image_rel, img)
             if lab is not None:
-                save_png(self.output_dir / label_rel, lab * np.uint8(255))
+                save_png(self.staging_dir / label_rel, lab * np.uint8(255))
         else:
             if spacing is None:
                 raise DatasetError(f"{where}: a 3D item needs its spacing (mm)")
             origin = geometry.get("origin") if geometry else None
             direction = geometry.get("direction") if geometry else None
-            save_volume(self.output_dir / image_rel, img, spacing, origin, direction)
+            save_volume(self.staging_dir / image_rel, img, spacing, origin, direction)
             if lab is not None:
-                save_volume(self.output_dir / label_rel, lab, spacing, origin, direction)
+                save_volume(self.staging_dir / label_rel, lab, spacing, origin, direction)
 
         item: dict[str, Any] = {"image": image_rel}
         if lab is not None:
@@ -330,7 +349,7 @@ class PreparedDatasetWriter:
         rel = f"calipers/{item_id}.json"
         from usseg_monai.calipers import save_calipers
 
-        save_calipers(self.output_dir / rel, ann)
+        save_calipers(self.staging_dir / rel, ann)
         self.caliper_counts.update(files=1, lesions=len(ann), empty=int(len(ann) == 0), small_components=n_small)
         return rel
 
@@ -400,7 +419,7 @@ class PreparedDatasetWriter:
             "split": opts.record(),
         }
         datalist.update(parts)
-        write_datalist(self.output_dir, datalist)
+        write_datalist(self.staging_dir, datalist)
         summary = build_summary(datalist, name=self.name, source=self.source, output_dir=self.output_dir)
         summary.update(
             empty_masks=len(self.empty_masks),
@@ -413,7 +432,8 @@ class PreparedDatasetWriter:
             summary["calipers"] = self.caliper_summary()
         if summary_extra:
             summary.update(summary_extra)
-        atomic_write_json(self.output_dir / "summary.json", summary)
+        atomic_write_json(self.staging_dir / "summary.json", summary)
+        self._staged.commit()
         logger.info(
             "%s: %d items (%s), %d empty masks, %d skipped, written to %s in %.1f s",
             self.name or "dataset",
@@ -531,6 +551,8 @@ def split_datalist(
     if not resplit and not opts.partitions:
         raise ValueError("nothing to do: give --resplit and/or --labeled/--class-only")
     data = load_datalist(src, check_files=True)
+    if dst.resolve() == src.resolve():
+        raise DatasetError(f"output datalist {dst} is the input datalist; write the new datalist to another file")
     if dst.exists() and not overwrite:
         raise DatasetError(f"output datalist {dst} exists; pass overwrite=True (--overwrite) to replace it")
     partial = [it["image"] for it in data.get("training", []) if it.get("supervision", "mask") != "mask"]
@@ -551,7 +573,10 @@ def split_datalist(
         sections["training"] = opts.partition(sections["training"], stratify_key=_stratify_key(sections["training"]))
         params = dict(data.get("split", {}))
         params.update(partition_seed=opts.seed, labeled=opts.labeled, class_only=opts.class_only)
-    out = {k: v for k, v in data.items() if k not in DATALIST_SECTIONS}
+    out = {k: v for k, v in data.items() if k not in DATALIST_SECTIONS and k != ROOTS_KEY}
+    roots = derived_roots(data, src, dst.parent)
+    if roots:
+        out[ROOTS_KEY] = roots
     out["split"] = params
     out["derived_from"] = os.path.relpath(src.resolve(), dst.parent.resolve())
     for s in DATALIST_SECTIONS:

@@ -19,7 +19,9 @@ from usseg_monai.calipers import load_calipers, rasterize_calipers
 from usseg_monai.data.datalist import load_datalist_section
 from usseg_monai.data.io import (
     DATALIST_SECTIONS,
+    ROOTS_KEY,
     DatasetError,
+    derived_roots,
     load_datalist,
     prepare_output_dir,
     save_png,
@@ -40,7 +42,10 @@ def pseudo_label_datalist(datalist: str | Path, kind: str, output: str | Path, t
     datalist = Path(datalist).resolve()
     out = prepare_output_dir(Path(output).resolve(), overwrite=overwrite, source=datalist.parent)
     data = load_datalist(datalist, check_files=False)
-    new = {k: v for k, v in data.items() if k not in DATALIST_SECTIONS}
+    new = {k: v for k, v in data.items() if k not in DATALIST_SECTIONS and k != ROOTS_KEY}
+    roots = derived_roots(data, datalist, out, absolute=True)  # the copied sections name the source's files
+    if roots:
+        new[ROOTS_KEY] = roots
     new["description"] = f"{data.get('description', '')} (training masks: {kind} caliper pseudo-labels)".strip()
     for section in DATALIST_SECTIONS:
         if section not in data or not data[section]:

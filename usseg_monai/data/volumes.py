@@ -141,7 +141,7 @@ def prepare_volumes(
             f"or <name>/<name>_seg with extensions {', '.join(VOLUME_EXTENSIONS)})"
         )
     values = None if label_value is None else np.atleast_1d(np.asarray(label_value, dtype=np.int64))
-    writer = PreparedDatasetWriter(
+    with PreparedDatasetWriter(
         output_dir,
         source=src,
         overwrite=overwrite,
@@ -149,35 +149,35 @@ def prepare_volumes(
         name="volumes",
         description="3D image/label pairs converted to NIfTI with spacing, origin and direction kept",
         modality="",
-    )
-    for f, why in unpaired:
-        writer.skip(f, why)
-    label_values: dict[str, list[int]] = {}
-    for name, img_path, lab_path in pairs:
-        img, gi = load_volume(img_path)
-        lab, gl = load_volume(lab_path)
-        if img.ndim != 3:
-            raise DatasetError(f"{img_path} is {img.ndim}D, expected a 3D volume")
-        _check_alignment(img_path, lab_path, img, lab, gi, gl)
-        present = np.unique(lab)
-        label_values[name] = [int(v) for v in present if v != 0]
-        mask = np.isin(lab, values) if values is not None else lab > 0
-        item_id = safe_item_id(name)
-        writer.add(
-            item_id,
-            img,
-            mask,
-            case_id=item_id,
-            geometry=gi,
-            source_files=[img_path, lab_path],
-            source_image=img_path.name,
-            source_label=lab_path.name,
+    ) as writer:
+        for f, why in unpaired:
+            writer.skip(f, why)
+        label_values: dict[str, list[int]] = {}
+        for name, img_path, lab_path in pairs:
+            img, gi = load_volume(img_path)
+            lab, gl = load_volume(lab_path)
+            if img.ndim != 3:
+                raise DatasetError(f"{img_path} is {img.ndim}D, expected a 3D volume")
+            _check_alignment(img_path, lab_path, img, lab, gi, gl)
+            present = np.unique(lab)
+            label_values[name] = [int(v) for v in present if v != 0]
+            mask = np.isin(lab, values) if values is not None else lab > 0
+            item_id = safe_item_id(name)
+            writer.add(
+                item_id,
+                img,
+                mask,
+                case_id=item_id,
+                geometry=gi,
+                source_files=[img_path, lab_path],
+                source_image=img_path.name,
+                source_label=lab_path.name,
+            )
+            logger.info("volumes: %s %s spacing %s mm", item_id, img.shape, np.round(gi["spacing"], 4).tolist())
+        return writer.finalize(
+            split=opts,
+            summary_extra={
+                "label_values": label_values,
+                "label_value": None if values is None else values.tolist(),
+            },
         )
-        logger.info("volumes: %s %s spacing %s mm", item_id, img.shape, np.round(gi["spacing"], 4).tolist())
-    return writer.finalize(
-        split=opts,
-        summary_extra={
-            "label_values": label_values,
-            "label_value": None if values is None else values.tolist(),
-        },
-    )

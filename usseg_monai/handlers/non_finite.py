@@ -17,6 +17,8 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
+from usseg_monai.errors import NonFiniteLossError
+
 __all__ = ["StopOnNonFiniteLoss", "batch_sources"]
 
 
@@ -43,7 +45,8 @@ def batch_sources(batch: Any, image_key: str = "image") -> list[str]:
 
 
 class StopOnNonFiniteLoss:
-    """Raise :class:`FloatingPointError` at the first iteration whose loss is NaN or infinite.
+    """Raise :class:`~usseg_monai.errors.NonFiniteLossError` (a ``FloatingPointError``) at the first iteration
+    whose loss is NaN or infinite.
 
     Args:
         output_transform: maps ``engine.state.output`` to the loss (a number or a one-element tensor); the
@@ -65,8 +68,9 @@ class StopOnNonFiniteLoss:
             return
         sources = batch_sources(engine.state.batch, self.image_key)
         listed = ", ".join(sources[:16]) + (f" (+{len(sources) - 16} more)" if len(sources) > 16 else "")
-        raise FloatingPointError(
-            f"training stopped: the loss is {value} at iteration {engine.state.iteration} (epoch {engine.state.epoch}); "
+        raise NonFiniteLossError(
+            f"training stopped: the loss is {value} at iteration {engine.state.iteration} "
+            f"(epoch {engine.state.epoch}); "
             f"the batch's images: {listed or 'unknown'}. Check these files and the learning rate; the saved "
             "checkpoints keep the last finite state"
         )

@@ -31,6 +31,8 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
+from usseg_monai.errors import CheckpointError, CheckpointNotFoundError, OutputNotWritableError
+
 __all__ = [
     "TrainingStateLoader",
     "TrainingStateSaver",
@@ -61,7 +63,7 @@ def check_writable_dir(folder: str | os.PathLike, what: str = "output folder") -
     """Create ``folder`` if needed and check that a file can be written in it.
 
     Raises:
-        PermissionError / OSError: naming the folder and what it is for.
+        OutputNotWritableError (a ``PermissionError``): naming the folder, what it is for and the OS's reason.
     """
     path = Path(folder)
     try:
@@ -69,7 +71,7 @@ def check_writable_dir(folder: str | os.PathLike, what: str = "output folder") -
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test_", delete=True):
             pass
     except OSError as e:
-        raise type(e)(f"{what} {path} is not writable ({e.strerror or e}); choose another folder") from e
+        raise OutputNotWritableError(f"{what} {path} is not writable ({e.strerror or e}); choose another folder") from e
     return path
 
 
@@ -201,9 +203,10 @@ class TrainingStateLoader:
         engine_key: name of the engine's entry.
 
     Raises (at ``Events.STARTED``):
-        FileNotFoundError: the file is missing (the message says how to start instead).
-        ValueError: the file is damaged or not a training checkpoint (names the file and the missing entries), or
-            it is already at or beyond the run's ``max_epochs``.
+        CheckpointNotFoundError (a ``FileNotFoundError``): the file is missing (the message says how to start
+            instead).
+        CheckpointError (a ``ValueError``): the file is damaged or not a training checkpoint (names the file and
+            the missing entries), or it is already at or beyond the run's ``max_epochs``.
     """
 
     def __init__(
@@ -228,30 +231,34 @@ class TrainingStateLoader:
     def __call__(self, engine: Engine) -> None:
         path = Path(self.load_path)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise CheckpointNotFoundError(
                 f"resume: no checkpoint {path} (a run writes it after its first epoch); train without --resume to "
                 "start from scratch, or set resume_ckpt_path"
             )
         try:
             checkpoint = torch.load(path, map_location=self.map_location, weights_only=True)
         except Exception as e:
-            raise ValueError(
+            raise CheckpointError(
                 f"resume: checkpoint {path} is damaged or not a training checkpoint ({type(e).__name__}: {e}); "
                 "delete it and train without --resume"
             ) from e
         missing = [k for k in self.objects if not isinstance(checkpoint, dict) or k not in checkpoint]
         if missing:
             have = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-            raise ValueError(f"resume: checkpoint {path} lacks {missing} (it holds {have}); was it written by this bundle?")
+            raise CheckpointError(
+                f"resume: checkpoint {path} lacks {missing} (it holds {have}); was it written by this bundle?"
+            )
         max_epochs = engine.state.max_epochs
         Checkpoint.load_objects(to_load=self.objects, checkpoint=checkpoint, strict=self.strict)
         if max_epochs is not None:
             if engine.state.epoch >= max_epochs:
-                raise ValueError(
-                    f"resume: checkpoint {path} is at epoch {engine.state.epoch}, the run's max_epochs is {max_epochs}: "
+                raise CheckpointError(
+                    f"resume: checkpoint {path} is at epoch {engine.state.epoch}, "
+                    f"the run's max_epochs is {max_epochs}: "
                     "nothing to train; raise max_epochs to train further"
                 )
             engine.state.max_epochs = max_epochs
         if RNG_KEY in checkpoint:
             set_rng_state(checkpoint[RNG_KEY])
-        logger.info("resume: restored epoch %d (iteration %d) from %s", engine.state.epoch, engine.state.iteration, path)
+        state = engine.state
+        logger.info("resume: restored epoch %d (iteration %d) from %s", state.epoch, state.iteration, path)
