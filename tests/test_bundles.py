@@ -587,7 +587,8 @@ def test_empty_section_is_named(bundle: Path, tmp_path):
 
 @pytest.mark.parametrize("bundle", [b for b in BUNDLES if bundle_spatial_dims(b) == 2], ids=lambda b: b.name)
 def test_wrong_channel_count_is_named(bundle: Path, tmp_path):
-    """A two-channel (gray + alpha) PNG cannot be made grayscale: the error names the file and the count."""
+    """A two-channel (gray + alpha) PNG cannot be made grayscale: the error, raised by the input check in
+    ``initialize`` before the first iteration, names the file and the count."""
     from PIL import Image
 
     data = make_tiny_dataset(tmp_path / "data", spatial_dims=2, counts=(2, 1, 0))
@@ -596,7 +597,7 @@ def test_wrong_channel_count_is_named(bundle: Path, tmp_path):
         la = Image.merge("LA", (im, im))
     la.save(victim)
     ov = _tiny_overrides(bundle, tmp_path / "work", data)
-    _expect_error(bundle, ov, f"{victim}: cannot convert an image with 2 channels to grayscale")
+    _expect_error(bundle, ov, f"{victim}: the image has 2 channels; this 2D bundle reads 1 or 3 or 4")
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=IDS)
@@ -633,11 +634,15 @@ def test_load_datalist_section_absolute_paths_and_extra_keys(tmp_path):
     assert items[0]["spacing"] == [0.2, 0.2] and items[0]["case_id"] == "case_000"
     # the datalist on disk is unchanged (relative paths)
     assert json.loads((data / "datalist.json").read_text())["training"][0]["image"] == "images/case_000.png"
-    # a held-back datalist elsewhere: relative paths resolve against its own folder, absolute ones are kept
+    # a held-back datalist elsewhere: relative paths resolve against its own folder, absolute ones are kept when
+    # the datalist lists their folder under allowed_roots (the path rule; refused without it)
     other = tmp_path / "elsewhere"
     other.mkdir()
     dl = {"test": [{"image": str(data / "images" / "case_003.png")}]}
     (other / "heldback.json").write_text(json.dumps(dl))
+    with pytest.raises(DatasetError, match="outside the dataset"):
+        load_datalist_section(other / "heldback.json", "test", require_label=False)
+    (other / "heldback.json").write_text(json.dumps({**dl, "allowed_roots": [str(data)]}))
     items = load_datalist_section(other / "heldback.json", "test", require_label=False)
     assert items == [{"image": str(data / "images" / "case_003.png")}]
 
@@ -818,7 +823,9 @@ def test_real_files_evaluate_and_infer(trained, tmp_path):
     bundle, work, dataset, overrides = trained
     d = bundle_spatial_dims(bundle)
     items = _real_datalist(d, tmp_path)
-    (tmp_path / "real.json").write_text(json.dumps({"validation": items, "test": items}))
+    # the files stay where the user downloaded them: the datalist lists their folders (the path rule)
+    roots = sorted({str(Path(item["image"]).parent) for item in items})
+    (tmp_path / "real.json").write_text(json.dumps({"validation": items, "test": items, "allowed_roots": roots}))
     ov = {**overrides, "dataset_dir": str(tmp_path), "data_list_file_path": str(tmp_path / "real.json")}
     out = _evaluate(bundle, work, dataset, ov, key="test", out="eval_real")
     summary = json.loads((out / "summary.json").read_text())
