@@ -103,6 +103,17 @@ def _bad_caliper_json(data, work):
     return {"data_list_file_path": str(data / "bad.json")}
 
 
+def _file_in_the_way(key):
+    """``key`` (a folder the run writes into) set below a plain file: not creatable, even for root."""
+
+    def setup(data, work):
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "blocker").write_text("a file, not a folder")
+        return {key: str(work / "blocker" / "sub")}
+
+    return setup
+
+
 def _damaged_model(data, work):
     (work / "models").mkdir(parents=True)
     (work / "models" / "model.pt").write_bytes(b"PK\x03\x04 truncated")
@@ -152,6 +163,12 @@ CASES = [
     ("2d-file-in-3d-bundle", UNET3D, ["train.json"], _flat_volume,
      "flat.nii.gz: a 2D image (30, 26), this bundle needs 3D"),
     ("broken-caliper-json", CRBNET2D, ["train.json"], _bad_caliper_json, "broken.json is not valid JSON"),
+    ("output-folder-blocked", UNET2D, ["train.json"], _file_in_the_way("output_dir"),
+     ("output folder (output_dir) ", "blocker/sub is not writable (Not a directory); choose another folder")),
+    ("checkpoint-folder-blocked", UNET2D, ["train.json"], _file_in_the_way("ckpt_dir"),
+     ("checkpoint folder (ckpt_dir) ", "blocker/sub is not writable (Not a directory); choose another folder")),
+    ("inference-output-blocked", UNET2D, ["inference.json"], _file_in_the_way("output_dir"),
+     ("output folder (output_dir) ", "blocker/sub is not writable (Not a directory); choose another folder")),
     ("resume-without-checkpoint", UNET2D, ["train.json"], _override(resume=True), "resume: no checkpoint"),
     ("inference-without-model", UNET2D, ["inference.json"], _override(), "no model checkpoint at"),
     ("evaluate-damaged-model", UNET2D, ["train.json", "evaluate.json"], _damaged_model,
@@ -185,8 +202,9 @@ def test_bundle_refuses_bad_input_before_training(case, tmp_path):
         wf.run()
     found = _input_error(info.value)
     assert isinstance(found, InputError), info.value
-    assert expected in str(found), str(found)
-    if not expected.startswith("resume"):
+    for fragment in expected if isinstance(expected, tuple) else (expected,):
+        assert fragment in str(found), str(found)
+    if not str(expected).startswith("resume"):
         assert not started, "the error must come from initialize, before the run starts"
     assert not (work / "models" / "checkpoint.pt").exists()
     assert _tree_hash(data) == before  # the source dataset is never modified
