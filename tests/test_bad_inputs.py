@@ -225,6 +225,21 @@ def test_command_line_prints_one_error_line(tmp_path):
     assert r.returncode == 1 and "Traceback" in r.stderr and "ConfigError" in r.stderr
 
 
+@pytest.mark.parametrize("config", ["inference.json", "evaluate.json"])
+def test_inference_and_evaluate_without_a_model_in_a_fresh_process(config, tmp_path):
+    """A fresh interpreter (nothing of the project imported beforehand) gets through every check of ``initialize``
+    up to the checkpoint check, which names the missing model; the output folder was created by its check."""
+    data = make_tiny_dataset(tmp_path / "data", spatial_dims=2, counts=(2, 1, 1))
+    files = [str(UNET2D / "configs" / f) for f in (["train.json", config] if config == "evaluate.json" else [config])]
+    cmd = [PYTHON, "-m", "monai.bundle", "run", "--config_file", json.dumps(files),
+           "--meta_file", str(UNET2D / "configs" / "metadata.json"), "--bundle_root", str(tmp_path / "work"),
+           "--dataset_dir", str(data)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=300)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert f"ERROR: no model checkpoint at {tmp_path / 'work' / 'models' / 'model.pt'}: train the bundle first" in r.stderr
+    assert (tmp_path / "work" / "eval").is_dir()
+
+
 # ------------------------------------------------------------------ the checks as functions
 
 

@@ -32,6 +32,7 @@ from usseg_monai.calipers import load_calipers
 from usseg_monai.data.io import DatasetError, volume_header_spacing
 from usseg_monai.engines.optim import LR_SCHEDULES, OPTIMIZERS
 from usseg_monai.errors import CheckpointError, CheckpointNotFoundError, ConfigError, InputError
+from usseg_monai.handlers.training_state import check_writable_dir
 from usseg_monai.transforms.augment import AUGMENTATIONS
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "SETTING_RULES",
     "check_settings",
     "check_data_items",
+    "check_writable_dir",
     "image_header",
     "install_error_hook",
     "TRACEBACK_ENV",
