@@ -236,7 +236,8 @@ def test_inference_and_evaluate_without_a_model_in_a_fresh_process(config, tmp_p
            "--dataset_dir", str(data)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=300)
     assert r.returncode == 1, r.stderr[-2000:]
-    assert f"ERROR: no model checkpoint at {tmp_path / 'work' / 'models' / 'model.pt'}: train the bundle first" in r.stderr
+    model = tmp_path / "work" / "models" / "model.pt"
+    assert f"ERROR: no model checkpoint at {model}: train the bundle first" in r.stderr
     assert (tmp_path / "work" / "eval").is_dir()
 
 
@@ -270,6 +271,13 @@ def test_image_header_sizes_channels_and_errors(tmp_path):
     (tmp_path / "junk.nii.gz").write_bytes(b"\x1f\x8b junk")
     with pytest.raises(DatasetError, match=r"junk\.nii\.gz: not a volume this 3D bundle can read"):
         image_header(tmp_path / "junk.nii.gz", 3)
+    import nibabel as nib
+
+    zero = nib.Nifti1Image(np.zeros((5, 6, 7), np.uint8), np.eye(4))
+    zero.header["pixdim"] = [1, 1, 0, 2, 1, 1, 1, 1]  # y spacing 0 mm
+    nib.save(zero, tmp_path / "zero.nii.gz")
+    with pytest.raises(DatasetError, match=r"zero\.nii\.gz: its header declares voxel spacing \[1\.0, 0\.0, 2\.0\]"):
+        image_header(tmp_path / "zero.nii.gz", 3)
     items = [{"image": str(tmp_path / "rgb.png"), "label": str(tmp_path / "rgb.png")}]
     assert check_data_items([items, {"labeled": items, "unlabeled": []}], spatial_dims=2) == 1  # each file once
 

@@ -29,7 +29,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from usseg_monai.calipers import load_calipers
-from usseg_monai.data.io import DatasetError, volume_header_spacing
+from usseg_monai.data.io import DatasetError, check_header_spacing
 from usseg_monai.engines.optim import LR_SCHEDULES, OPTIMIZERS
 from usseg_monai.errors import CheckpointError, CheckpointNotFoundError, ConfigError, InputError
 from usseg_monai.handlers.training_state import check_writable_dir
@@ -172,7 +172,8 @@ def image_header(path: str | os.PathLike, spatial_dims: int) -> tuple[tuple[int,
     """The spatial size (MONAI ``(x, y[, z])`` order) and channel count of an image file, from its header.
 
     2D: anything PIL opens (PNG, JPEG, BMP, TIFF); 3D: NIfTI (nibabel), other ITK formats (NRRD, MetaImage) via
-    ITK's image IO, whose header spacing must be finite and positive (:func:`volume_header_spacing`).
+    ITK's image IO, whose header spacing must be finite and positive
+    (:func:`~usseg_monai.data.io.check_header_spacing`).
 
     Raises:
         DatasetError: the file cannot be read as an image of ``spatial_dims`` dimensions (naming it).
@@ -186,10 +187,7 @@ def image_header(path: str | os.PathLike, spatial_dims: int) -> tuple[tuple[int,
             raise DatasetError(f"{p}: not an image this 2D bundle can read (PNG, JPEG, BMP, TIFF): {e}") from e
     name = p.name.lower()
     try:
-        bad = [v for v in volume_header_spacing(p) if not (math.isfinite(v) and v > 0)]
-        if bad:
-            raise DatasetError(f"{p}: its header declares voxel spacing {volume_header_spacing(p)}; every spacing "
-                               "must be a finite positive number (mm)")
+        check_header_spacing(p)
         if name.endswith((".nii", ".nii.gz")):
             import nibabel as nib
 

@@ -36,6 +36,7 @@ __all__ = [
     "save_volume",
     "load_volume",
     "volume_header_spacing",
+    "check_header_spacing",
     "write_datalist",
     "load_datalist",
     "datalist_roots",
@@ -367,6 +368,25 @@ def volume_header_spacing(path: str | os.PathLike) -> list[float]:
     return []
 
 
+def check_header_spacing(path: str | os.PathLike) -> list[float]:
+    """:func:`volume_header_spacing`, refusing a spacing that is zero, negative or non-finite; returns it.
+
+    Raises:
+        DatasetError: naming the file and the declared spacing, or the file cannot be read.
+    """
+    p = Path(path)
+    try:
+        declared = volume_header_spacing(p)
+    except OSError as e:
+        raise DatasetError(f"cannot read volume {p}: {e.strerror or e}") from e
+    if any(not (np.isfinite(v) and v > 0) for v in declared):
+        raise DatasetError(
+            f"volume {p}: its header declares voxel spacing {declared}; every spacing must be a finite positive "
+            "number (mm)"
+        )
+    return declared
+
+
 def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Read a NIfTI/NRRD/MetaImage volume via ITK into ``(x, y, z)`` order with its geometry.
 
@@ -382,16 +402,7 @@ def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, np.ndarr
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"volume file not found: {p}")
-    try:
-        declared = volume_header_spacing(p)
-    except OSError as e:
-        raise DatasetError(f"cannot read volume {p}: {e.strerror or e}") from e
-    bad = [v for v in declared if not (np.isfinite(v) and v > 0)]
-    if bad:
-        raise DatasetError(
-            f"volume {p}: its header declares voxel spacing {declared}; every spacing must be a finite positive "
-            "number (mm)"
-        )
+    check_header_spacing(p)
     try:
         img = itk.imread(str(p))
     except (RuntimeError, OSError) as e:
