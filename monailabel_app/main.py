@@ -46,6 +46,7 @@ from monailabel.utils.others.generic import strtobool
 from usseg_monai.bundle_paths import trains_from_calipers
 from usseg_monai.calipers import measure_calipers
 from usseg_monai.data.io import DatasetError
+from usseg_monai.errors import find_in_chain
 from usseg_monai.transforms import CalipersFromPointsd, ConstrainToCalipersd, MeasureLesiond
 from usseg_monai.transforms.outputs import SaveMeasurementsd, SaveOverlayd
 
@@ -114,13 +115,7 @@ def _caliper_points(request: dict[str, Any], ndim: int) -> tuple[str, Any]:
 
 def _dataset_error(exc: BaseException) -> DatasetError | None:
     """The DatasetError behind ``exc`` (MONAI's Compose wraps a transform's error in a RuntimeError)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, DatasetError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return find_in_chain(exc, DatasetError)
 
 
 class CaliperGuidedInferTask(BundleInferTask):

@@ -31,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from usseg_monai.calipers import load_calipers
 from usseg_monai.data.io import DatasetError, check_header_spacing
 from usseg_monai.engines.optim import LR_SCHEDULES, OPTIMIZERS
-from usseg_monai.errors import CheckpointError, CheckpointNotFoundError, ConfigError, InputError
+from usseg_monai.errors import CheckpointError, CheckpointNotFoundError, ConfigError, InputError, find_in_chain
 from usseg_monai.handlers.training_state import check_writable_dir
 from usseg_monai.transforms.augment import AUGMENTATIONS
 
@@ -270,15 +270,9 @@ def check_data_items(
     return n
 
 
-def _input_error(exc: BaseException | None) -> BaseException | None:
+def _input_error(exc: BaseException | None) -> InputError | None:
     """The first :class:`~usseg_monai.errors.InputError` in ``exc``'s cause/context chain."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, InputError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+    return find_in_chain(exc, InputError)
 
 
 def install_error_hook() -> None:

@@ -10,7 +10,10 @@ exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 __all__ = [
+    "find_in_chain",
     "InputError",
     "ConfigError",
     "CheckpointError",
@@ -18,6 +21,21 @@ __all__ = [
     "OutputNotWritableError",
     "NonFiniteLossError",
 ]
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def find_in_chain(exc: BaseException | None, kind: type[E]) -> E | None:
+    """The first exception of type ``kind`` in ``exc`` and its ``__cause__`` / ``__context__`` chain (MONAI's
+    ``Failed to evaluate ConfigExpression`` and ``Compose`` wrap a transform's or expression's error), or ``None``."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 class InputError(Exception):
