@@ -22,8 +22,7 @@ from .io import (
     DatasetError,
     datalist_roots,
     load_datalist,
-    require_datalist_file,
-    resolve_datalist_path,
+    resolve_item_paths,
 )
 
 __all__ = ["load_datalist_section", "load_semi_supervised_sections", "datalist_class_names", "PATH_KEYS"]
@@ -100,14 +99,8 @@ def load_datalist_section(
                     f"{what} for every item (use labeled_only to train on the items that have one)"
                 )
         new = dict(item) if keep_keys is None else {k: item[k] for k in keep_keys if k in item}
-        for key in path_keys:
-            if key not in new:
-                continue
-            where = f"{path}: {data_list_key}[{i}] '{key}'"
-            p = resolve_datalist_path(new[key], roots, where)
-            if check_files:
-                require_datalist_file(p, where)
-            new[key] = str(p)
+        resolved = resolve_item_paths(new, path_keys, roots, f"{path}: {data_list_key}[{i}]", check_files)
+        new.update({k: str(p) for k, p in resolved.items()})
         out.append(new)
     if not out:
         raise DatasetError(f"{path}: section '{data_list_key}' has no item with a '{label_key}' ({dropped} without)")

@@ -42,6 +42,7 @@ __all__ = [
     "datalist_roots",
     "resolve_datalist_path",
     "require_datalist_file",
+    "resolve_item_paths",
     "ROOTS_KEY",
     "derived_roots",
     "DATALIST_PATH_KEYS",
@@ -520,13 +521,23 @@ def _validate_datalist(data: Any, where: Path, check_files: bool) -> None:
         for i, item in enumerate(items):
             if not isinstance(item, dict) or "image" not in item:
                 raise DatasetError(f"{where}: {section}[{i}] has no 'image' key")
-            for key in DATALIST_PATH_KEYS:
-                if key not in item:
-                    continue
-                label = f"{where}: {section}[{i}] '{key}'"
-                f = resolve_datalist_path(item[key], roots, label)
-                if check_files:
-                    require_datalist_file(f, label)
+            resolve_item_paths(item, DATALIST_PATH_KEYS, roots, f"{where}: {section}[{i}]", check_files)
+
+
+def resolve_item_paths(
+    item: dict[str, Any], keys: Sequence[str], roots: Sequence[Path], where: str, check_files: bool = True
+) -> dict[str, Path]:
+    """The absolute paths of ``item``'s ``keys`` that it has (:func:`resolve_datalist_path`, the path rule), each
+    checked to be an existing file when ``check_files``; ``where`` (e.g. ``"dl.json: training[3]"``) starts the
+    messages."""
+    out = {}
+    for key in keys:
+        if key in item:
+            label = f"{where} '{key}'"
+            out[key] = resolve_datalist_path(item[key], roots, label)
+            if check_files:
+                require_datalist_file(out[key], label)
+    return out
 
 
 def require_datalist_file(path: Path, where: str) -> None:
