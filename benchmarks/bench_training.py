@@ -4,20 +4,25 @@ For each bundle, a fresh Python process (so that start-up includes importing MON
 ``python -m monai.bundle run`` does) builds ``configs/train.json`` through ``monai.bundle.ConfigWorkflow`` with
 the given dataset, image size and batch size, and then measures:
 
-- **floor** (ms): forward + backward + optimiser step(s) of the bundle's own network on one fixed batch taken from
-  its own loaders, repeated: the tensors the trainer feeds the network in one iteration (supervised: the batch;
-  CRBNet: the batch through both branches, both optimisers stepped; semi-supervised: the labeled batch and the
-  unlabeled views, concatenated when the trainer concatenates them). The loss is the sum of the outputs' means,
-  so the floor holds no loss, data loading, augmentation or handler cost: what the loop adds on top is the gap.
-- **iteration** (ms): the median wall time between two consecutive ``ITERATION_COMPLETED`` events of the real
-  trainer (``train#trainer.run()``: loading and augmenting the batch, the method's loss, handlers), over every
-  iteration after the first ``--skip`` of the run (validation is off: ``val_interval`` > ``max_epochs``).
-- **data** (ms): the median time of ignite's ``GET_BATCH_STARTED`` -> ``GET_BATCH_COMPLETED`` (the labeled loader;
-  the semi-supervised trainers draw their unlabeled batch inside the iteration, so that part counts as iteration).
+- **floor** (ms): forward + backward + optimiser step(s) of a copy of the bundle's own network and optimisers on
+  one fixed batch taken from its own loaders, as plain tensors: the tensors the trainer feeds the network in one
+  iteration (supervised: the batch; CRBNet: the batch through both branches, both optimisers stepped;
+  semi-supervised: the labeled batch and the unlabeled views, concatenated when the trainer concatenates them).
+  The loss is the sum of the outputs' means, so the floor holds no loss, data loading, augmentation, metadata or
+  handler cost: what the loop adds on top is the gap. One floor step runs after each iteration of the real run
+  (after its last handler), so both are measured under the same load; the median over the timed iterations.
+- **iteration** (ms): the median wall time from ignite's ``GET_BATCH_STARTED`` to the end of
+  ``ITERATION_COMPLETED`` of the real trainer (``train#trainer.run()``: loading and augmenting the batch, the
+  method's loss, handlers), over every iteration after the first ``--skip`` of the run (validation is off:
+  ``val_interval`` > ``max_epochs``), with its **phases**: data (``GET_BATCH_STARTED`` -> ``GET_BATCH_COMPLETED``;
+  the semi-supervised trainers draw their unlabeled batch inside the iteration: "unlabeled data", taken out of
+  forward), forward, loss, backward, step (MONAI's ``IterationEvents``) and after (post-processing, metrics,
+  handlers).
 - **start-up** (s): from the parent starting the child process to the trainer's first ``ITERATION_STARTED``
   (interpreter, imports, config parsing, input checks, dataset caching); **import** (s) of monai alone.
 
-The ratio iteration / floor is printed per bundle; #20 asks for <= 1.15. This is a benchmark, not a test: the
+The ratio is the median over the timed iterations of each iteration over the floor step right after it (with its
+interquartile range), printed per bundle; #20 asks for <= 1.15. This is a benchmark, not a test: the
 figures depend on the machine and its load (name both beside them).
 
     python benchmarks/bench_training.py --threads 1 --output /tmp/bench_training.json
@@ -28,6 +33,7 @@ figures depend on the machine and its load (name both beside them).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -73,32 +79,97 @@ def _network_inputs(trainer: Any, batch: Mapping, unlabeled: Mapping | None) -> 
     return [x.to(device) for x in inputs], concat
 
 
-def compute_floor_ms(trainer: Any, batch: Mapping, unlabeled: Mapping | None, warmup: int, repeats: int) -> float:
-    """Median ms of forward + backward + step(s) of ``trainer.network`` on the fixed inputs of one iteration."""
-    import torch
+def _plain(x: Any) -> Any:
+    """``x`` without MONAI's metadata (a MetaTensor's ``as_tensor()``): the floor runs on plain tensors."""
+    return x.as_tensor() if hasattr(x, "as_tensor") else x
 
-    inputs, concat = _network_inputs(trainer, batch, unlabeled)
-    optimizers = [o for o in (trainer.optimizer, getattr(trainer, "second_optimizer", None)) if o is not None]
-    net = trainer.network
-    net.train()
 
-    def step() -> None:
-        for o in optimizers:
+class FloorStep:
+    """Forward + backward + optimiser step(s) of a copy of ``trainer``'s network and optimisers on fixed inputs
+    of one iteration (plain tensors, a trivial loss: the sum of the outputs' means); calling it returns its ms.
+
+    The copies (``copy.deepcopy`` of the network and its optimisers together, so the optimisers step the copied
+    parameters) leave the trained network untouched; the benchmark runs one step after every timed iteration, so
+    floor and iteration are measured in the same seconds of the machine's load.
+    """
+
+    def __init__(self, trainer: Any, batch: Mapping, unlabeled: Mapping | None) -> None:
+        inputs, self.concat = _network_inputs(trainer, batch, unlabeled)
+        self.inputs = [_plain(x).contiguous() for x in inputs]
+        optimizers = [o for o in (trainer.optimizer, getattr(trainer, "second_optimizer", None)) if o is not None]
+        self.net, self.optimizers = copy.deepcopy((trainer.network, optimizers))
+        self.net.train()
+
+    def __call__(self) -> float:
+        import torch
+
+        t0 = time.perf_counter()
+        for o in self.optimizers:
             o.zero_grad(set_to_none=True)
-        outs = [net(torch.cat(inputs, dim=0))] if concat else [net(x) for x in inputs]
+        outs = [self.net(torch.cat(self.inputs, dim=0))] if self.concat else [self.net(x) for x in self.inputs]
         loss = sum(t.float().mean() for o in outs for t in _tensors(o) if t.requires_grad)
         loss.backward()
-        for o in optimizers:
+        for o in self.optimizers:
             o.step()
+        return (time.perf_counter() - t0) * 1000.0
 
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
+
+class TimedStream:
+    """An iterator proxy that appends the ms of each ``next()`` to ``times`` (the unlabeled stream's draws)."""
+
+    def __init__(self, stream: Any, times: list[float]) -> None:
+        self.stream, self.times = stream, times
+
+    def __iter__(self) -> TimedStream:
+        return self
+
+    def __next__(self) -> Any:
         t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return statistics.median(times)
+        try:
+            return next(self.stream)
+        finally:
+            self.times.append((time.perf_counter() - t0) * 1000.0)
+
+
+#: the phases of one iteration, each between two events (ignite's and MONAI's ``IterationEvents``)
+PHASES = (
+    ("data", "GET_BATCH_STARTED", "GET_BATCH_COMPLETED"),
+    ("forward", "ITERATION_STARTED", "FORWARD_COMPLETED"),
+    ("loss", "FORWARD_COMPLETED", "LOSS_COMPLETED"),
+    ("backward", "LOSS_COMPLETED", "BACKWARD_COMPLETED"),
+    ("step", "BACKWARD_COMPLETED", "MODEL_COMPLETED"),
+    ("after", "MODEL_COMPLETED", "ITERATION_COMPLETED"),
+)
+
+
+def phase_times(marks: Mapping[str, list[float]], skip: int) -> dict[str, float]:
+    """Median ms of each of :data:`PHASES` over the iterations after the first ``skip`` (``marks``: event name ->
+    ``perf_counter`` times, one per iteration, in order); a phase whose events did not fire is left out."""
+    out = {}
+    for name, start, end in PHASES:
+        a, b = marks.get(start, []), marks.get(end, [])
+        spans = [1000.0 * (t1 - t0) for t0, t1 in zip(a, b)][skip:]
+        if spans and len(a) == len(b):
+            out[name] = round(statistics.median(spans), 1)
+    return out
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs -> config overrides; VALUE is JSON where it parses as JSON, else the string itself.
+
+    Raises:
+        SystemExit: an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--override: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def run_child(args: argparse.Namespace) -> dict:
@@ -110,6 +181,7 @@ def run_child(args: argparse.Namespace) -> dict:
     import torch
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
+    from monai.engines.utils import IterationEvents
 
     torch.set_num_threads(args.threads)
     bundle = REPO / "bundles" / args.child
@@ -123,32 +195,54 @@ def run_child(args: argparse.Namespace) -> dict:
         }
         if args.dataset_dir:
             overrides["dataset_dir"] = str(Path(args.dataset_dir).resolve())
+        if args.datalist:
+            overrides["data_list_file_path"] = str(Path(args.datalist).resolve())
+        overrides.update(parse_overrides(args.override or []))
         wf = ConfigWorkflow(config_file=str(bundle / "configs" / "train.json"),
                             meta_file=str(bundle / "configs" / "metadata.json"), logging_file=False,
                             workflow_type="train", **overrides)
         wf.initialize()
         trainer = wf.parser.get_parsed_content("train#trainer")
-        marks: dict[str, list[float]] = {"done": [], "get0": [], "get1": []}
+        stream = getattr(trainer, "unlabeled_data_loader", None)
+        t_floor = time.time()  # the floor's set-up is not the bundle's start-up: subtracted below
+        floor_step = FloorStep(trainer, next(iter(trainer.data_loader)), next(iter(stream)) if stream else None)
+        for _ in range(args.warmup):
+            floor_step()
+        t_floor = time.time() - t_floor
         first: list[float] = []
         trainer.add_event_handler(Events.ITERATION_STARTED(once=1), lambda e: first.append(time.time()))
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: marks["done"].append(time.perf_counter()))
-        trainer.add_event_handler(Events.GET_BATCH_STARTED, lambda e: marks["get0"].append(time.perf_counter()))
-        trainer.add_event_handler(Events.GET_BATCH_COMPLETED, lambda e: marks["get1"].append(time.perf_counter()))
+        marks: dict[str, list[float]] = {}
+        for event in {e for _, a, b in PHASES for e in (a, b)}:
+            enum = getattr(Events, event, None) or getattr(IterationEvents, event)
+            stamps = marks.setdefault(event, [])
+            trainer.add_event_handler(enum, lambda e, stamps=stamps: stamps.append(time.perf_counter()))
+        unlabeled_ms: list[float] = []
+        if getattr(trainer, "unlabeled_stream", None) is not None:
+            trainer.unlabeled_stream = TimedStream(trainer.unlabeled_stream, unlabeled_ms)
+        floors: list[float] = []
+        # registered last: runs after every handler of the iteration, whose end ITERATION_COMPLETED stamped above
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: floors.append(floor_step()))
         trainer.run()
-        iters = [1000.0 * (b - a) for a, b in zip(marks["done"][:-1], marks["done"][1:])][args.skip:]
-        data = [1000.0 * (b - a) for a, b in zip(marks["get0"], marks["get1"])][args.skip:]
-        if not iters:
-            raise SystemExit(f"{bundle.name}: {len(marks['done'])} iterations ran; raise --epochs or lower --skip")
-        batch = next(iter(trainer.data_loader))
-        stream = getattr(trainer, "unlabeled_data_loader", None)
-        unlabeled = next(iter(stream)) if stream is not None else None
-        floor = compute_floor_ms(trainer, batch, unlabeled, args.warmup, args.repeats)
-    iteration = statistics.median(iters)
+        starts, done = marks["GET_BATCH_STARTED"], marks["ITERATION_COMPLETED"]
+        iters = [1000.0 * (b - a) for a, b in zip(starts, done)][args.skip:]
+        if not iters or len(starts) != len(done):
+            raise SystemExit(f"{bundle.name}: {len(done)} iterations ran; raise --epochs or lower --skip")
+    floors = floors[args.skip:]
+    iteration, floor = statistics.median(iters), statistics.median(floors)
+    # each iteration against the floor step right after it: the pairing cancels the machine's slower drifts
+    paired = sorted(i / f for i, f in zip(iters, floors))
+    quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
+    phases = phase_times(marks, args.skip)
+    if unlabeled_ms[args.skip:]:  # drawn inside the iteration, before the forward pass: taken out of "forward"
+        phases["unlabeled data"] = round(statistics.median(unlabeled_ms[args.skip:]), 1)
+        phases["forward"] = round(phases["forward"] - phases["unlabeled data"], 1)
     return {
         "bundle": bundle.name, "image_size": size, "batch_size": args.batch_size, "threads": args.threads,
         "iterations_timed": len(iters), "iteration_ms": round(iteration, 1), "floor_ms": round(floor, 1),
-        "ratio": round(iteration / floor, 3), "data_ms": round(statistics.median(data), 1) if data else None,
-        "startup_s": round(first[0] - args.t0, 2) if first else None, "import_monai_s": round(import_s, 2),
+        "ratio": round(statistics.median(paired), 3),
+        "ratio_iqr": [round(quartiles[0], 3), round(quartiles[2], 3)],
+        "phases_ms": phases, "data_ms": phases.get("data"),
+        "startup_s": round(first[0] - args.t0 - t_floor, 2) if first else None, "import_monai_s": round(import_s, 2),
     }
 
 
@@ -156,14 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundles", nargs="*", help="bundle folder names (default: every bundle)")
     p.add_argument("--dataset-dir", help="a prepared dataset (default: each bundle's phantom)")
+    p.add_argument("--datalist", help="a datalist JSON of the dataset other than its datalist.json (e.g. the "
+                   "lesion images only)")
     p.add_argument("--image-size", type=int, nargs="+", help="default 64 64 (2D), 32 32 16 (3D)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--skip", type=int, default=3, help="iterations not timed at the start (warm-up)")
-    p.add_argument("--warmup", type=int, default=3, help="floor: untimed steps")
-    p.add_argument("--repeats", type=int, default=10, help="floor: timed steps")
+    p.add_argument("--warmup", type=int, default=3, help="floor: untimed steps before the run")
     p.add_argument("--threads", type=int, default=1, help="torch threads (state the machine's load beside figures)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--override", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides for every bundle (VALUE as JSON, else a string), e.g. num_workers=1")
     p.add_argument("--output", help="write the results here as JSON (atomically)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--t0", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -177,12 +274,15 @@ def main(argv: list[str] | None = None) -> int:
         if not (REPO / "bundles" / name / "configs" / "train.json").is_file():
             p.error(f"--bundles: no bundle {name!r} under {REPO / 'bundles'}")
         cmd = [sys.executable, __file__, "--child", name, "--t0", str(time.time())]
-        for opt in ("dataset_dir", "batch_size", "epochs", "skip", "warmup", "repeats", "threads", "seed"):
+        for opt in ("dataset_dir", "datalist", "batch_size", "epochs", "skip", "warmup", "threads", "seed"):
             value = getattr(args, opt)
             if value is not None:
                 cmd += [f"--{opt.replace('_', '-')}", str(value)]
         if args.image_size:
             cmd += ["--image-size", *map(str, args.image_size)]
+        if args.override:
+            parse_overrides(args.override)  # refuse a malformed item here, before any child starts
+            cmd += ["--override", *args.override]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -192,9 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         row = json.loads(lines[-1][len("RESULT "):])
         rows.append(row)
         print(f"{name:34s} size {'x'.join(map(str, row['image_size'])):9s} batch {row['batch_size']:2d}  "
-              f"iteration {row['iteration_ms']:7.1f} ms  floor {row['floor_ms']:7.1f} ms  ratio {row['ratio']:5.2f}  "
-              f"data {row['data_ms']} ms  start-up {row['startup_s']} s (import monai {row['import_monai_s']} s)",
-              flush=True)
+              f"iteration {row['iteration_ms']:7.1f} ms  floor {row['floor_ms']:7.1f} ms  ratio {row['ratio']:5.2f} "
+              f"[{row['ratio_iqr'][0]:.2f}, {row['ratio_iqr'][1]:.2f}]  "
+              f"start-up {row['startup_s']} s (import monai {row['import_monai_s']} s)", flush=True)
+        print(" " * 36 + "phases (ms): " + "  ".join(f"{k} {v}" for k, v in row["phases_ms"].items()), flush=True)
     if args.output:
         machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
                    "python": platform.python_version()}

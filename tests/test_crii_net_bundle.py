@@ -351,7 +351,7 @@ def test_cps_bundle_trains_resumes_evaluates_infers_and_exports(bundle, tmp_path
     wf.run()
     wf.finalize()
     first = wf.trainer.state.iteration
-    assert first >= 1 and {"loss/cps_labeled", "loss/cps_unlabeled"} <= set(wf.trainer.state.output[0])
+    assert first >= 1 and {"loss/cps_labeled", "loss/cps_unlabeled"} <= set(wf.trainer.state.output)  # not decollated
     model = torch.load(work / "models" / "model.pt", map_location="cpu", weights_only=True)
     full = torch.load(work / "models" / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert {"model", "peer", "optimizer", "lr_scheduler", "trainer"} <= set(full)

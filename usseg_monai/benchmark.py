@@ -615,6 +615,9 @@ def run_benchmark(
         "spacing_note": "distances in mm where the test datalist gives 'spacing', else in pixels",
         "timing": {
             "train_wall_s": train_wall,
+            # the run's start-up in this process (argument checks, config parsing, input checks, dataset caching,
+            # network construction): apart from training; the suite imports MONAI once per process
+            "setup_s": t_train - t_start,
             "train_iterations": len(timer.times),
             "seconds_per_iteration": float(np.mean(timer.times)) if timer.times else None,
             "seconds_per_iteration_median": float(np.median(timer.times)) if timer.times else None,

@@ -18,6 +18,7 @@ from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
 from usseg_monai.errors import NonFiniteLossError
+from usseg_monai.transforms.plain import SOURCE_KEY
 
 __all__ = ["StopOnNonFiniteLoss", "batch_sources"]
 
@@ -33,9 +34,17 @@ def _names_of(image: Any) -> list[str]:
 
 
 def batch_sources(batch: Any, image_key: str = "image") -> list[str]:
-    """The files of a batch's images (collated dict or decollated list of dicts; empty when unknown)."""
+    """The files of a batch's images (collated dict or decollated list of dicts; empty when unknown): the image
+    MetaTensor's ``filename_or_obj``, else the batch's ``filename_or_obj`` key (where
+    :class:`~usseg_monai.transforms.plain.PlainTensorCompose` keeps it once the tensors are plain)."""
     if isinstance(batch, dict):
-        return _names_of(batch.get(image_key))
+        names = _names_of(batch.get(image_key))
+        if names:
+            return names
+        kept = batch.get(SOURCE_KEY)
+        if isinstance(kept, (list, tuple)):
+            return [str(n) for n in kept]
+        return [str(kept)] if isinstance(kept, str) and kept else []
     if isinstance(batch, (list, tuple)):
         out: list[str] = []
         for item in batch:
@@ -50,7 +59,8 @@ class StopOnNonFiniteLoss:
 
     Args:
         output_transform: maps ``engine.state.output`` to the loss (a number or a one-element tensor); the
-            bundles pass ``monai.handlers.from_engine(['loss'], first=True)``.
+            bundles pass ``monai.handlers.from_engine(['loss'], first=True)`` (a decollated output) or
+            ``lambda x: x['loss']`` (a trainer with ``decollate=False``).
         image_key: the batch key whose file names the message lists.
     """
 

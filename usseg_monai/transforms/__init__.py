@@ -32,6 +32,7 @@ from usseg_monai.transforms.calipers import (
     resample_calipers,
 )
 from usseg_monai.transforms.finite import CheckFinite, CheckFinited
+from usseg_monai.transforms.plain import PlainTensorCompose, PlainTensorsd, plain_random_transforms
 from usseg_monai.transforms.spacing import (
     ApplySpacing,
     ApplySpacingd,
@@ -45,6 +46,9 @@ __all__ = [
     "train_augmentation",
     "CheckFinite",
     "CheckFinited",
+    "PlainTensorCompose",
+    "PlainTensorsd",
+    "plain_random_transforms",
     "ApplySpacing",
     "ApplySpacingd",
     "ApplySpacingD",
