@@ -84,6 +84,15 @@ def _plain(x: Any) -> Any:
     return x.as_tensor() if hasattr(x, "as_tensor") else x
 
 
+def _now(sync: bool) -> float:
+    """``time.perf_counter()``, after waiting for the GPU's queued work when ``sync`` (CUDA runs asynchronously)."""
+    if sync:
+        import torch
+
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 class FloorStep:
     """Forward + backward + optimiser step(s) of a copy of ``trainer``'s network and optimisers on fixed inputs
     of one iteration (plain tensors, a trivial loss: the sum of the outputs' means); calling it returns its ms.
@@ -93,7 +102,8 @@ class FloorStep:
     floor and iteration are measured in the same seconds of the machine's load.
     """
 
-    def __init__(self, trainer: Any, batch: Mapping, unlabeled: Mapping | None) -> None:
+    def __init__(self, trainer: Any, batch: Mapping, unlabeled: Mapping | None, sync: bool = False) -> None:
+        self.sync = sync
         inputs, self.concat = _network_inputs(trainer, batch, unlabeled)
         self.inputs = [_plain(x).contiguous() for x in inputs]
         optimizers = [o for o in (trainer.optimizer, getattr(trainer, "second_optimizer", None)) if o is not None]
@@ -103,7 +113,7 @@ class FloorStep:
     def __call__(self) -> float:
         import torch
 
-        t0 = time.perf_counter()
+        t0 = _now(self.sync)
         for o in self.optimizers:
             o.zero_grad(set_to_none=True)
         outs = [self.net(torch.cat(self.inputs, dim=0))] if self.concat else [self.net(x) for x in self.inputs]
@@ -111,7 +121,7 @@ class FloorStep:
         loss.backward()
         for o in self.optimizers:
             o.step()
-        return (time.perf_counter() - t0) * 1000.0
+        return (_now(self.sync) - t0) * 1000.0
 
 
 class TimedStream:
@@ -197,15 +207,19 @@ def run_child(args: argparse.Namespace) -> dict:
             overrides["dataset_dir"] = str(Path(args.dataset_dir).resolve())
         if args.datalist:
             overrides["data_list_file_path"] = str(Path(args.datalist).resolve())
+        if args.device:
+            overrides["device"] = f"$torch.device('{args.device}')"
         overrides.update(parse_overrides(args.override or []))
         wf = ConfigWorkflow(config_file=str(bundle / "configs" / "train.json"),
                             meta_file=str(bundle / "configs" / "metadata.json"), logging_file=False,
                             workflow_type="train", **overrides)
         wf.initialize()
         trainer = wf.parser.get_parsed_content("train#trainer")
+        cuda = torch.device(wf.parser.get_parsed_content("device")).type == "cuda"
         stream = getattr(trainer, "unlabeled_data_loader", None)
         t_floor = time.time()  # the floor's set-up is not the bundle's start-up: subtracted below
-        floor_step = FloorStep(trainer, next(iter(trainer.data_loader)), next(iter(stream)) if stream else None)
+        floor_step = FloorStep(trainer, next(iter(trainer.data_loader)), next(iter(stream)) if stream else None,
+                               sync=cuda)
         for _ in range(args.warmup):
             floor_step()
         t_floor = time.time() - t_floor
@@ -215,7 +229,7 @@ def run_child(args: argparse.Namespace) -> dict:
         for event in {e for _, a, b in PHASES for e in (a, b)}:
             enum = getattr(Events, event, None) or getattr(IterationEvents, event)
             stamps = marks.setdefault(event, [])
-            trainer.add_event_handler(enum, lambda e, stamps=stamps: stamps.append(time.perf_counter()))
+            trainer.add_event_handler(enum, lambda e, stamps=stamps: stamps.append(_now(cuda)))
         unlabeled_ms: list[float] = []
         if getattr(trainer, "unlabeled_stream", None) is not None:
             trainer.unlabeled_stream = TimedStream(trainer.unlabeled_stream, unlabeled_ms)
@@ -237,7 +251,8 @@ def run_child(args: argparse.Namespace) -> dict:
         phases["unlabeled data"] = round(statistics.median(unlabeled_ms[args.skip:]), 1)
         phases["forward"] = round(phases["forward"] - phases["unlabeled data"], 1)
     return {
-        "bundle": bundle.name, "image_size": size, "batch_size": args.batch_size, "threads": args.threads,
+        "bundle": bundle.name, "device": torch.cuda.get_device_name() if cuda else "cpu", "image_size": size,
+        "batch_size": args.batch_size, "threads": args.threads,
         "iterations_timed": len(iters), "iteration_ms": round(iteration, 1), "floor_ms": round(floor, 1),
         "ratio": round(statistics.median(paired), 3),
         "ratio_iqr": [round(quartiles[0], 3), round(quartiles[2], 3)],
@@ -259,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="floor: untimed steps before the run")
     p.add_argument("--threads", type=int, default=1, help="torch threads (state the machine's load beside figures)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="torch device, e.g. cuda:0 (default: the bundle's own, cuda when available); on "
+                   "CUDA every phase boundary synchronises, so the phases add up")
+    p.add_argument("--project-iterations", type=int, help="also print the training time this many iterations "
+                   "would take at the measured iteration time (e.g. a paper budget)")
     p.add_argument("--override", nargs="*", metavar="KEY=VALUE",
                    help="config overrides for every bundle (VALUE as JSON, else a string), e.g. num_workers=1")
     p.add_argument("--output", help="write the results here as JSON (atomically)")
@@ -274,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (REPO / "bundles" / name / "configs" / "train.json").is_file():
             p.error(f"--bundles: no bundle {name!r} under {REPO / 'bundles'}")
         cmd = [sys.executable, __file__, "--child", name, "--t0", str(time.time())]
-        for opt in ("dataset_dir", "datalist", "batch_size", "epochs", "skip", "warmup", "threads", "seed"):
+        for opt in ("dataset_dir", "datalist", "batch_size", "epochs", "skip", "warmup", "threads", "seed", "device"):
             value = getattr(args, opt)
             if value is not None:
                 cmd += [f"--{opt.replace('_', '-')}", str(value)]
@@ -296,9 +315,14 @@ def main(argv: list[str] | None = None) -> int:
               f"[{row['ratio_iqr'][0]:.2f}, {row['ratio_iqr'][1]:.2f}]  "
               f"start-up {row['startup_s']} s (import monai {row['import_monai_s']} s)", flush=True)
         print(" " * 36 + "phases (ms): " + "  ".join(f"{k} {v}" for k, v in row["phases_ms"].items()), flush=True)
+        if args.project_iterations:
+            row["projected_iterations"] = args.project_iterations
+            row["projected_hours"] = round(args.project_iterations * row["iteration_ms"] / 3.6e6, 2)
+            print(" " * 36 + f"{args.project_iterations} iterations at {row['iteration_ms']} ms: "
+                  f"{row['projected_hours']} h of training", flush=True)
     if args.output:
         machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
-                   "python": platform.python_version()}
+                   "python": platform.python_version(), "device": args.device or "the bundles' default"}
         atomic_write_json(Path(args.output), {"machine": machine, "rows": rows})
     return 0
 

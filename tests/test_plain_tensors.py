@@ -136,3 +136,17 @@ def test_training_is_unchanged_by_the_plain_path(tmp_path, bundle, chain):
     plain = _losses(bundle, data, tmp_path / "a", {})
     tracked = _losses(bundle, data, tmp_path / "b", {"train#preprocessing#transforms": chain})
     assert len(plain) == 6 and plain == tracked
+
+
+def test_augment_device_moves_the_cached_tensors_and_is_checked():
+    moved = PlainTensorsd(device="meta")(_item(0))  # the meta device stands in for a GPU: every tensor moves
+    assert moved["image"].device.type == "meta" and moved["label"].device.type == "meta" and moved["case"] == 0
+    assert PlainTensorsd()(_item(0))["image"].device.type == "cpu"
+    from usseg_monai.config_checks import check_settings
+    from usseg_monai.errors import ConfigError
+
+    assert check_settings({"augment_device": "cuda:1", "num_workers": 0})["augment_device"] == "cuda:1"
+    with pytest.raises(ConfigError, match=r"setting 'augment_device' must be 'cpu', 'cuda' or 'cuda:N'.*got 'gpu'"):
+        check_settings({"augment_device": "gpu"})
+    with pytest.raises(ConfigError, match=r"augment_device 'cuda' needs num_workers 0 .*got num_workers 2"):
+        check_settings({"augment_device": "cuda", "num_workers": 2})

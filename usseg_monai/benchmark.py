@@ -39,6 +39,7 @@ import torch
 
 from usseg_monai.bundle_paths import resolve_bundle
 from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist, load_png, load_volume
+from usseg_monai.engines import loss_terms
 from usseg_monai.metrics import (
     SEGMENTATION_METRICS,
     case_measurement_error,
@@ -311,8 +312,6 @@ class _LossCurve:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch)
 
     def _iteration(self, engine: Any) -> None:
-        from usseg_monai.engines import loss_terms
-
         for k, v in loss_terms(engine.state.output).items():
             self._sums[k] = self._sums.get(k, 0.0) + v
         self._n += 1
@@ -557,7 +556,7 @@ def run_benchmark(
     @trainer.on(Events.EPOCH_COMPLETED)
     def _progress(engine: Any) -> None:
         out = engine.state.output
-        loss = out[0]["loss"] if isinstance(out, list) and out else float("nan")
+        loss = loss_terms(out).get("loss", float("nan"))  # a dict, or a decollated list
         logger.info("epoch %d/%d  last loss %.4f  %.1f s so far", engine.state.epoch, b.max_epochs, float(loss), time.perf_counter() - t_train)
 
     t_train = time.perf_counter()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -122,6 +123,8 @@ SETTING_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "optimizer_name": (f"one of {', '.join(OPTIMIZERS)}", _one_of(OPTIMIZERS)),
     "lr_schedule": (f"one of {', '.join(LR_SCHEDULES)}", _one_of(LR_SCHEDULES)),
     "augmentation": (f"one of {', '.join(AUGMENTATIONS)}", _one_of(AUGMENTATIONS)),
+    "augment_device": ("'cpu', 'cuda' or 'cuda:N' (where the cached training items and their random transforms "
+                       "live)", lambda v: isinstance(v, str) and re.fullmatch(r"cpu|cuda(:\d+)?", v) is not None),
 }
 
 
@@ -146,6 +149,10 @@ def check_settings(settings: Mapping[str, Any], where: str = "bundle config") ->
                 f"{where}: setting '{key}' must be {what}, got {value!r} ({type(value).__name__}); "
                 f"e.g. --{key} {_example(key)}"
             )
+    device, workers = settings.get("augment_device"), settings.get("num_workers")
+    if isinstance(device, str) and device.startswith("cuda") and _is_int(workers) and workers > 0:
+        raise ConfigError(f"{where}: augment_device '{device}' needs num_workers 0 (CUDA tensors cannot go through "
+                          f"data-loading processes), got num_workers {workers}; e.g. --num_workers 0")
     dims, size = settings.get("spatial_dims"), settings.get("image_size")
     if _is_int(dims) and _size(size) and len(size) != dims:
         raise ConfigError(f"{where}: setting 'image_size' {list(size)} has {len(size)} entries for spatial_dims {dims}")
@@ -155,7 +162,8 @@ def check_settings(settings: Mapping[str, Any], where: str = "bundle config") ->
 def _example(key: str) -> str:
     examples = {"learning_rate": "0.001", "weight_decay": "0.0001", "momentum": "0.9", "cache_rate": "1.0",
                 "image_size": "'[128, 128]'", "labeled_fraction": "0.1", "class_only": "rest", "spatial_dims": "2",
-                "num_classes": "2", "optimizer_name": "adamw", "lr_schedule": "cosine", "augmentation": "flip_affine"}
+                "num_classes": "2", "optimizer_name": "adamw", "lr_schedule": "cosine", "augmentation": "flip_affine",
+                "augment_device": "cpu"}
     if SETTING_RULES[key][1] is _bool_like:
         return "false"
     return examples.get(key, "10")

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from monai.data import MetaTensor, get_track_meta, set_track_meta
 from monai.transforms import Compose, Transform
 
@@ -44,7 +45,9 @@ def _source(data: Mapping[Any, Any]) -> str | None:
 
 class PlainTensorsd(Transform):
     """Every MetaTensor of a dictionary item as a plain tensor (``as_tensor()``: the same storage), the source file
-    of the first one kept as a string under ``source_key`` (``None``: not kept; an existing key is not overwritten).
+    of the first one kept as a string under ``source_key`` (``None``: not kept; an existing key is not overwritten);
+    with ``device``, every tensor of the item moved there (e.g. ``"cuda:0"``: the cache and the random transforms
+    after it on the GPU, MONAI's transforms running on CUDA tensors; the loader must then use ``num_workers=0``).
 
     Deterministic: placed last before the random transforms, ``CacheDataset`` caches plain tensors, so the copy
     it makes of a cached item on every draw copies no metadata (measured: the deep copy of the MetaTensor items
@@ -54,8 +57,9 @@ class PlainTensorsd(Transform):
         TypeError: when called on something other than a dictionary item.
     """
 
-    def __init__(self, source_key: str | None = SOURCE_KEY) -> None:
+    def __init__(self, source_key: str | None = SOURCE_KEY, device: str | torch.device | None = None) -> None:
         self.source_key = source_key
+        self.device = None if device is None else torch.device(device)
 
     def __call__(self, data: Mapping[Any, Any]) -> dict[Any, Any]:
         if not isinstance(data, Mapping):
@@ -67,7 +71,9 @@ class PlainTensorsd(Transform):
                 out[self.source_key] = name
         for key, value in out.items():
             if isinstance(value, MetaTensor):
-                out[key] = value.as_tensor()
+                value = out[key] = value.as_tensor()
+            if self.device is not None and isinstance(value, torch.Tensor):
+                out[key] = value.to(self.device)
         return out
 
 
@@ -101,8 +107,10 @@ class PlainTensorCompose(Compose):
             set_track_meta(tracking)
 
 
-def plain_random_transforms(transforms: Sequence[Any], source_key: str | None = SOURCE_KEY) -> list[Any]:
-    """The tail of a training chain: ``[PlainTensorsd(), PlainTensorCompose(transforms)]`` (the first cached,
-    the second run on every draw); a bundle's ``train#preprocessing`` is ``load + ... +
-    plain_random_transforms(@train#random_transforms)``."""
-    return [PlainTensorsd(source_key), PlainTensorCompose(transforms, source_key=source_key)]
+def plain_random_transforms(
+    transforms: Sequence[Any], device: str | torch.device | None = None, source_key: str | None = SOURCE_KEY
+) -> list[Any]:
+    """The tail of a training chain: ``[PlainTensorsd(source_key, device), PlainTensorCompose(transforms)]`` (the
+    first cached, the second run on every draw); a bundle's ``train#preprocessing`` is ``load + ... +
+    plain_random_transforms(@train#random_transforms, device=@augment_device)``."""
+    return [PlainTensorsd(source_key, device), PlainTensorCompose(transforms, source_key=source_key)]
