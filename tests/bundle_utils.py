@@ -122,3 +122,28 @@ def clean_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def train_losses(bundle: str, dataset: Path, work: Path, overrides: dict, image_size: list[int] | None = None,
+                 epochs: int = 2) -> tuple[list[float], dict]:
+    """Train ``bundle``'s ``train.json`` on ``dataset`` (batch 2, seed 3, no validation, one torch thread) and
+    return the loss of every iteration and the trained network's state dict (for runs that must train alike)."""
+    import torch
+    from monai.bundle import ConfigWorkflow
+    from monai.engines.utils import IterationEvents
+
+    root = BUNDLES_DIR / bundle
+    torch.set_num_threads(1)
+    size = image_size or ([32, 32] if bundle_spatial_dims(root) == 2 else [32, 32, 16])
+    wf = ConfigWorkflow(config_file=str(root / "configs" / "train.json"), meta_file=str(root / "configs" /
+                        "metadata.json"), logging_file=False, workflow_type="train", bundle_root=str(work),
+                        dataset_dir=str(dataset), image_size=size, batch_size=2, max_epochs=epochs,
+                        val_interval=epochs + 1, progress_bar=False, checkpoint_interval=0, seed=3, **overrides)
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    losses: list[float] = []
+    trainer.add_event_handler(IterationEvents.LOSS_COMPLETED,
+                              lambda e: losses.append(float(e.state.output["loss"].detach())))
+    trainer.run()
+    state = {k: v.detach().clone() for k, v in wf.parser.get_parsed_content("network_def").state_dict().items()}
+    return losses, state

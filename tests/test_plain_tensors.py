@@ -12,7 +12,7 @@ from monai.bundle import ConfigParser
 from monai.data import CacheDataset, DataLoader, MetaTensor, get_track_meta
 from monai.transforms import Compose, Lambdad
 
-from bundle_utils import bundle_dirs, make_tiny_dataset
+from bundle_utils import bundle_dirs, make_tiny_dataset, train_losses
 from usseg_monai.handlers import batch_sources
 from usseg_monai.transforms import (
     PlainTensorCompose,
@@ -102,24 +102,6 @@ def test_every_training_chain_runs_its_random_part_on_plain_tensors(bundle):
         assert not any(isinstance(t, (PlainTensorCompose, PlainTensorsd)) for t in chain.transforms[:-2]), i
 
 
-def _losses(bundle: str, dataset: Path, work: Path, overrides: dict) -> list[float]:
-    from monai.bundle import ConfigWorkflow
-    from monai.engines.utils import IterationEvents
-
-    root = bundle_dirs()[0].parent / bundle
-    wf = ConfigWorkflow(config_file=str(root / "configs" / "train.json"), meta_file=str(root / "configs" /
-                        "metadata.json"), logging_file=False, workflow_type="train", bundle_root=str(work),
-                        dataset_dir=str(dataset), image_size=[32, 32], batch_size=2, max_epochs=2, val_interval=3,
-                        progress_bar=False, checkpoint_interval=0, seed=3, **overrides)
-    wf.initialize()
-    trainer = wf.parser.get_parsed_content("train#trainer")
-    losses: list[float] = []
-    trainer.add_event_handler(IterationEvents.LOSS_COMPLETED,
-                              lambda e: losses.append(float(e.state.output["loss"].detach())))
-    trainer.run()
-    return losses
-
-
 TRACKED = "[monai.transforms.Compose(@train#random_transforms)]"
 
 
@@ -133,8 +115,8 @@ def test_training_is_unchanged_by_the_plain_path(tmp_path, bundle, chain):
     a Compose as the plain one does: a nested Compose seeds its transforms from its own generator, so the chain
     before #20 (not nested) draws other augmentations from the same seed, as another seed would."""
     data = make_tiny_dataset(tmp_path / "data", counts=(6, 2, 0))
-    plain = _losses(bundle, data, tmp_path / "a", {})
-    tracked = _losses(bundle, data, tmp_path / "b", {"train#preprocessing#transforms": chain})
+    plain, _ = train_losses(bundle, data, tmp_path / "a", {})
+    tracked, _ = train_losses(bundle, data, tmp_path / "b", {"train#preprocessing#transforms": chain})
     assert len(plain) == 6 and plain == tracked
 
 

@@ -37,6 +37,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from usseg_monai.utils import channel_argmax
+
 __all__ = [
     "soft_dice_loss",
     "CRBSLoss",
@@ -366,7 +368,7 @@ class IDMPSLoss(nn.Module):
         beta_t = beta_t.to(device=logits1.device, dtype=logits1.dtype)
         with torch.no_grad():
             mixed = beta_t * torch.softmax(logits1, dim=1) + (1.0 - beta_t) * torch.softmax(logits2, dim=1)
-            pseudo = mixed.argmax(dim=1)  # [B, spatial...]
+            pseudo = channel_argmax(mixed, dim=1)  # [B, spatial...]; = argmax, without its slow CPU kernel
         ring = (_binary(radical_label) - _binary(conservative_label)).clamp(min=0)[:, 0].to(logits1.dtype)
         norm = ring.sum() + _RING_EPS
         ce1 = F.cross_entropy(logits1, pseudo, reduction="none")

@@ -68,6 +68,7 @@ import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
 from usseg_monai.engines.semi_supervised import sigmoid_rampup
+from usseg_monai.utils import channel_argmax
 
 from .consistency import CoarseRefinedConsistencyLoss
 from .ranked import DEFAULT_PATCH_FRACTION, InterPatchRankedLoss, IntraPatchRankedLoss
@@ -96,8 +97,8 @@ def cross_pseudo_supervision(first: torch.Tensor, second: torch.Tensor) -> torch
             "cross_pseudo_supervision: two [B, C, *spatial] logits of the same shape expected, got "
             f"{list(first.shape)} and {list(second.shape)}"
         )
-    pseudo_1 = first.detach().argmax(dim=1)
-    pseudo_2 = second.detach().argmax(dim=1)
+    pseudo_1 = channel_argmax(first.detach(), dim=1)
+    pseudo_2 = channel_argmax(second.detach(), dim=1)
     return F.cross_entropy(first, pseudo_2) + F.cross_entropy(second, pseudo_1)
 
 

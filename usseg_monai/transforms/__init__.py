@@ -31,6 +31,7 @@ from usseg_monai.transforms.calipers import (
     image_spacing,
     resample_calipers,
 )
+from usseg_monai.transforms.discrete import AsDiscreteFast, AsDiscreteFastd, AsDiscreteFastD, AsDiscreteFastDict
 from usseg_monai.transforms.finite import CheckFinite, CheckFinited
 from usseg_monai.transforms.plain import PlainTensorCompose, PlainTensorsd, plain_random_transforms
 from usseg_monai.transforms.spacing import (
@@ -44,6 +45,10 @@ from usseg_monai.transforms.spacing import (
 __all__ = [
     "AUGMENTATIONS",
     "train_augmentation",
+    "AsDiscreteFast",
+    "AsDiscreteFastd",
+    "AsDiscreteFastD",
+    "AsDiscreteFastDict",
     "CheckFinite",
     "CheckFinited",
     "PlainTensorCompose",
