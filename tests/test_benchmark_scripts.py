@@ -65,3 +65,40 @@ def test_ablation_carves_validation_from_training_only(tmp_path):
     assert not (names(new["training"]) | names(new["validation"])) & (names(orig["validation"]) | names(orig["test"]))
     assert "test" not in new and new["carved_from"]["seed"] == 0
     assert ab.carve(src, seed=0, val_fraction=0.25) == carved  # reused
+
+
+def test_crbnet_peer_writes_the_official_layout(tmp_path):
+    """benchmarks/crbnet_official_peer.py: the data the official loader reads (its folders, file lists and 0/255
+    PNGs as PIL reads them: (row, col), image size kept), the conservative label inside the radical one."""
+    import numpy as np
+    from PIL import Image
+
+    from bundle_utils import make_tiny_dataset
+
+    peer = _script("crbnet_official_peer")
+    data = make_tiny_dataset(tmp_path / "d", counts=(3, 2, 0))
+    out = tmp_path / "official"
+    counts = peer.write_official_layout(data / "datalist.json", out, "training", "validation")
+    assert counts == {"training": 3, "validation": 2}
+    train = (out / "train_fold1.txt").read_text().split()
+    assert train == ["training_0000.png", "training_0001.png", "training_0002.png"]
+    assert (out / "test_fold1.txt").read_text().split() == ["validation_0000.png", "validation_0001.png"]
+    items = json.loads((data / "datalist.json").read_text())["training"]
+    for name, item in zip(train, items):
+        source = np.array(Image.open(data / item["image"]))
+        image = np.array(Image.open(out / "imgs" / name))
+        assert image.shape == source.shape and np.array_equal(image, source)  # same pixels, same orientation
+        mask = np.array(Image.open(out / "masks" / name))
+        assert set(np.unique(mask)) <= {0, 255} and np.array_equal(mask > 0, np.array(Image.open(data / item["label"])) > 0)
+        rad, con, axis = (np.array(Image.open(out / f / name)) > 0 for f in
+                          ("only_ellipse_all", "only_conservative_all", "only_axis_all"))
+        assert con.any() and rad.any() and axis.any()
+        assert not (con & ~rad).any()  # conservative inside radical
+        assert (rad & (mask > 0)).sum() > 0.5 * (mask > 0).sum()  # the radical label covers most of the lesion
+
+
+def test_crbnet_peer_refuses_a_folder_without_the_official_code(tmp_path, capsys):
+    peer = _script("crbnet_official_peer")
+    with pytest.raises(SystemExit):
+        peer.main(["--official-code", str(tmp_path), "--datalist", "x.json", "--work", str(tmp_path / "w")])
+    assert "code/train_IDAMP.py not found" in capsys.readouterr().err

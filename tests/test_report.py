@@ -179,13 +179,16 @@ def test_every_invocation_and_differing_budgets_are_listed(suite):
 
 
 def test_time_per_protocol_counts_each_run_once(suite):
-    for r, t in zip(suite["runs"], (90.0, 150.0)):
-        r["timing"]["total_wall_s"] = t
+    for r, (t, setup, train) in zip(suite["runs"], ((90.0, 6.0, 60.0), (150.0, 12.0, 120.0))):
+        r["timing"].update(total_wall_s=t, setup_s=setup, train_wall_s=train)
     shared = dict(suite["runs"][0], protocol="few_masks")  # the same run listed under a second protocol
     suite["runs"].append(shared)
     md = markdown_report(suite)
-    assert "| Tiny | calipers | 2 | 4.0 |" in md
-    assert "| Tiny | few_masks | 1 | 1.5 |" in md
+    assert "| dataset | protocol | runs | minutes | set-up | training | test |" in md
+    assert "| Tiny | calipers | 2 | 4.0 | 0.3 | 3.0 | 0.7 |" in md  # set-up reported apart from training
+    assert "| Tiny | few_masks | 1 | 1.5 | 0.1 | 1.0 | 0.4 |" in md
+    del suite["runs"][0]["timing"]["setup_s"]  # an older results file: the total without its parts
+    assert "| Tiny | calipers | 2 | 4.0 | - | - | - |" in markdown_report(suite)
     del suite["runs"][1]["timing"]["total_wall_s"]  # a run without a time: no row rather than a wrong sum
     assert "| Tiny | calipers |" not in markdown_report(suite)
 

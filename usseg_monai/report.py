@@ -116,14 +116,24 @@ def _groups(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list[Mapp
 
 
 def _time_rows(runs: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-    """Per (dataset, protocol): number of distinct runs and the sum of their ``timing.total_wall_s`` in minutes
-    (rows only where every run has a time)."""
+    """Per (dataset, protocol): number of distinct runs, the sum of their ``timing.total_wall_s`` in minutes and
+    its parts: set-up (``setup_s``: config parsing, input checks, dataset caching, network construction; MONAI is
+    imported once per suite process), training (``train_wall_s``) and the rest (test pass, scoring); rows only
+    where every run has a total time; a part is ``-`` where a run (an older results file) lacks it."""
     rows = []
     for dataset, protocol, group in _groups(runs):
         unique = {str(r.get("run_dir") or id(r)): r for r in group}
-        times = [(r.get("timing") or {}).get("total_wall_s") for r in unique.values()]
-        if times and all(isinstance(t, (int, float)) for t in times):
-            rows.append([dataset, protocol, str(len(unique)), f"{sum(times) / 60.0:.1f}"])
+        timings = [r.get("timing") or {} for r in unique.values()]
+        if not timings or not all(isinstance(t.get("total_wall_s"), (int, float)) for t in timings):
+            continue
+        total = sum(t["total_wall_s"] for t in timings)
+        setup = [t.get("setup_s") for t in timings]
+        train = [t.get("train_wall_s") for t in timings]
+        parts = ["-", "-", "-"]
+        if all(isinstance(v, (int, float)) for v in setup + train):
+            parts = [f"{sum(setup) / 60.0:.1f}", f"{sum(train) / 60.0:.1f}",
+                     f"{(total - sum(setup) - sum(train)) / 60.0:.1f}"]
+        rows.append([dataset, protocol, str(len(unique)), f"{total / 60.0:.1f}", *parts])
     return rows
 
 
@@ -287,9 +297,10 @@ def markdown_report(
     time_rows = _time_rows(runs)
     if time_rows:
         out.append("Time per dataset and protocol (training + test of the runs listed under it, each run once; a run")
-        out.append("shared by two protocols, the reference UNet, counts in both):")
+        out.append("shared by two protocols, the reference UNet, counts in both), and its parts in minutes: set-up (configs,")
+        out.append("input checks, dataset caching, network), training, test (inference and scoring):")
         out.append("")
-        out.append(_table(["dataset", "protocol", "runs", "minutes"], time_rows))
+        out.append(_table(["dataset", "protocol", "runs", "minutes", "set-up", "training", "test"], time_rows))
         out.append("")
     glance = claim_rows(runs)
     if glance:
