@@ -6,6 +6,7 @@ too short to learn, a checkpoint saver/loader of the trainer's own state, a stop
 
 from .case_metric import CaseMetricHandler, spacing_of
 from .class_probabilities import ClassProbabilityWriter, read_class_probabilities
+from .mean_dice import MeanDiceFast
 from .metrics_saver import LabeledMetricsSaver, relabel_metric_reports
 from .non_finite import StopOnNonFiniteLoss, batch_sources
 from .short_run import ShortRunNote
@@ -16,6 +17,7 @@ __all__ = [
     "spacing_of",
     "ClassProbabilityWriter",
     "read_class_probabilities",
+    "MeanDiceFast",
     "LabeledMetricsSaver",
     "relabel_metric_reports",
     "ShortRunNote",
