@@ -3,9 +3,11 @@
 # UNet of CoarseRefinedNet), train
 #   1. the CRII-Net bundle with method "labeled_only" (CE + Dice on the labeled images only),
 #   2. the CRII-Net bundle with method "mean_teacher" (Tarvainen & Valpola 2017 baseline),
-#   3. the CRII-Net bundle with method "crii_net" (the method),
-#   4. the reference UNet bundle on every training mask (the full-mask reference),
-# and score all four on the same test section against the real masks (Dice, HD95, s/it).
+#   3. the CRII-Net bundle with method "cps" (cross pseudo supervision, Chen et al. CVPR 2021: the second standard
+#      semi-supervised baseline of the few-masks protocol, #16),
+#   4. the CRII-Net bundle with method "crii_net" (the method),
+#   5. the reference UNet bundle on every training mask (the full-mask reference),
+# and score all five on the same test section against the real masks (Dice, HD95, s/it).
 #
 #   benchmarks/crii_net_comparison.sh TRAIN_DATALIST TEST_DATALIST WORK_DIR [EPOCHS] [SIZE] [THREADS] [TRAIN_KEY] \
 #       [TEST_KEY] [FRACTION]
@@ -56,9 +58,11 @@ run labeled_only crii_net_us_2d_segmentation "$PARTITIONED" --set method='"label
   --set labeled_fraction="$FRACTION"
 run mean_teacher crii_net_us_2d_segmentation "$PARTITIONED" --set method='"mean_teacher"' \
   --set labeled_fraction="$FRACTION"
+run cps crii_net_us_2d_segmentation "$PARTITIONED" --set method='"cps"' \
+  --set labeled_fraction="$FRACTION"
 run crii_net crii_net_us_2d_segmentation "$PARTITIONED" --set method='"crii_net"' \
   --set labeled_fraction="$FRACTION"
 run unet_full_masks unet_us_2d_segmentation "$TRAIN_DL"
 
 python "$HERE/compare_results.py" "$WORK/labeled_only/results.json" "$WORK/mean_teacher/results.json" \
-  "$WORK/crii_net/results.json" "$WORK/unet_full_masks/results.json" | tee "$WORK/comparison.md"
+  "$WORK/cps/results.json" "$WORK/crii_net/results.json" "$WORK/unet_full_masks/results.json" | tee "$WORK/comparison.md"
