@@ -26,6 +26,7 @@ caliper-guided task of :class:`CaliperGuidedInferTask`.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from monailabel.utils.others.generic import strtobool
 
 from usseg_monai.bundle_paths import trains_from_calipers
 from usseg_monai.calipers import measure_calipers
-from usseg_monai.data.io import DatasetError
+from usseg_monai.data.io import DatasetError, atomic_write_json
 from usseg_monai.errors import find_in_chain
 from usseg_monai.transforms import CalipersFromPointsd, ConstrainToCalipersd, MeasureLesiond
 from usseg_monai.transforms.outputs import SaveMeasurementsd, SaveOverlayd
@@ -186,12 +187,40 @@ class CaliperGuidedInferTask(BundleInferTask):
 
 
 class DatastoreTrainTask(BundleTrainTask):
-    """MONAI Label's ``BundleTrainTask`` with the bundle's ``create_phantom`` step off: the server trains on its
-    datastore's images (``train#dataset#data``), never on the phantom, so none is generated into its cache."""
+    """MONAI Label's ``BundleTrainTask`` training on the datastore's images only.
+
+    MONAI Label overrides ``train#dataset#data`` (and ``validate#dataset#data``) with the datastore's items, but the
+    bundles also read their datalist file through other keys (``train_datalist`` / ``val_datalist`` checked in
+    ``initialize``, the semi-supervised bundles' ``train_sections``); left at their defaults those would read the
+    phantom. So the request's items are written to ``<bundle>/monailabel/datalist.json`` (training: the train
+    split; validation: the validation split, or the training items when the request has none, since every bundle
+    validates) and ``data_list_file_path`` points at it; the ``create_phantom`` step is off. A bundle that trains
+    from another key than the mask (CRBNet: ``train_label_key`` ``calipers``) gets the items as ``train_datalist``
+    directly: the datastore has masks, from which its chain derives the calipers (``LoadCalipersd(mask_key=...)``).
+    A bundle with a class-only stream (SemiSeg-CAW) trains without it when the datastore items carry no class."""
 
     def _update_overrides(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        train = list(overrides.get(self.const.key_train_dataset_data()) or [])
+        val = list(overrides.get(self.const.key_validate_dataset_data()) or []) or train
         overrides["create_phantom"] = False
+        overrides["data_list_file_path"] = str(write_datastore_datalist(Path(self.bundle_path) / "monailabel", train, val))
+        if self.bundle_config.get("train_label_key", "label") != "label" and "train_datalist" in self.bundle_config:
+            overrides["train_datalist"] = train
+        class_key = self.bundle_config.get("class_key", "class_index")
+        if "class_only" in self.bundle_config and not any(class_key in item for item in train):
+            overrides["class_only"] = 0  # SemiSeg-CAW: no class labels in the datastore, so no class-only stream
         return overrides
+
+
+def write_datastore_datalist(folder: Path, train: list[dict[str, Any]], val: list[dict[str, Any]]) -> Path:
+    """Write MONAI Label's train / validation items (absolute paths) as ``folder/datalist.json`` (atomically), with
+    the folder holding all their files as ``allowed_roots`` (the path rule); returns its path."""
+    paths = [str(v) for item in train + val for k, v in item.items() if k in ("image", "label") and isinstance(v, str)]
+    if not paths:
+        raise DatasetError("MONAI Label training: the datastore has no labeled image to train on")
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    folder.mkdir(parents=True, exist_ok=True)
+    return atomic_write_json(folder / "datalist.json", {"training": train, "validation": val, "allowed_roots": [root]})
 
 
 class UltrasoundApp(MONAILabelApp):
