@@ -1,4 +1,5 @@
-"""The benchmark scripts' own logic (no training): the budget curve and the CRBNet ablation's carved split."""
+"""The benchmark scripts' own logic (no training): the budget curve, the ablations' carved split and variants, the
+official CRBNet peer's data layout."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def test_budget_curve_points_sorted_by_iterations(tmp_path):
 def test_ablation_carves_validation_from_training_only(tmp_path):
     from usseg_monai.data.phantom import prepare_phantom
 
-    ab = _script("crbnet_ablation")
+    ab = _script("ablation")
     prepare_phantom(tmp_path / "ds", n_images=20, image_size=(48, 40), seed=0, val_fraction=0.2, test_fraction=0.2)
     src = tmp_path / "ds" / "datalist.json"
     before = src.read_bytes()
@@ -65,6 +66,69 @@ def test_ablation_carves_validation_from_training_only(tmp_path):
     assert not (names(new["training"]) | names(new["validation"])) & (names(orig["validation"]) | names(orig["test"]))
     assert "test" not in new and new["carved_from"]["seed"] == 0
     assert ab.carve(src, seed=0, val_fraction=0.25) == carved  # reused
+
+
+def test_ablation_variants_set_keys_their_bundle_has():
+    """An override of a key the bundle does not define would be added silently and change nothing: every variant's
+    keys (the method's recipe included) must exist in its bundle's train.json, and each method has a default."""
+    ab = _script("ablation")
+    assert set(ab.VARIANTS) == set(ab.METHOD_PROTOCOLS) == set(ab.METHOD_RECIPES)
+    for method, variants in ab.VARIANTS.items():
+        assert "default" in variants
+        for name, v in variants.items():
+            config = json.loads((ROOT / "bundles" / v.bundle / "configs" / "train.json").read_text())
+            missing = sorted(set(ab.run_overrides(method, v, 3)) - set(config))
+            assert not missing, f"{method}/{name}: {v.bundle} has no {missing}"
+            assert v.train_variant == "full" or v.train_variant.split(":")[0] in ("radical", "class_only", "labeled")
+
+
+def test_ablation_overrides_recipe_and_classes():
+    from usseg_monai.recipes import RECIPES
+
+    ab = _script("ablation")
+    crii = ab.run_overrides("crii_net", ab.VARIANTS["crii_net"]["patch_16px"])
+    # the few-masks protocol's recipe under the variant's own terms, as in the results suite
+    assert crii == {**RECIPES["project"].overrides(), "method": "crii_net", "patch_size": 16}
+    caw = ab.run_overrides("semiseg_caw", ab.VARIANTS["semiseg_caw"]["weights_static"], 6)
+    assert caw == {"backbone": "malunet", "loss_weighting": "static", "num_cls_classes": 6}
+    assert ab.run_overrides("crbnet", ab.VARIANTS["crbnet"]["cap_off"], 3) == {"cap_weight": 0.0}
+
+
+def test_ablation_refuses_unknown_variant_and_missing_datalist(tmp_path, capsys):
+    ab = _script("ablation")
+    with pytest.raises(SystemExit):
+        ab.main(["crii_net", str(tmp_path / "d.json"), "--output", str(tmp_path / "w"), "--only", "cap_off"])
+    assert "unknown crii_net variant(s) ['cap_off']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ab.main(["crbnet", str(tmp_path / "d.json"), "--output", str(tmp_path / "w")])
+    assert "datalist not found" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_ablation_summary_pairs_against_the_default():
+    ab = _script("ablation")
+
+    def res(bundle, dices, variants=None):
+        cases = [{"image": f"i{k}", "dice": d} for k, d in enumerate(dices)]
+        out = {"bundle": bundle, "metrics": {"dice": {"mean": sum(dices) / len(dices), "ci_low": 0.0, "ci_high": 1.0}},
+               "cases": cases, "timing": {"train_iterations": 10, "seconds_per_iteration": 0.5}}
+        if variants:
+            out["test_variants"] = {
+                k: {"cases": [{"image": f"i{j}", "dice": d} for j, d in enumerate(v)],
+                    "metrics": {"dice": {"mean": sum(v) / len(v), "ci_low": 0.0, "ci_high": 1.0}}}
+                for k, v in variants.items()
+            }
+        return out  # fmt: skip
+
+    rows, table = ab.summarize("crbnet", {
+        "default": res(ab.CRBNET, [0.5, 0.6, 0.7], {"radical": [0.4, 0.5, 0.6]}),
+        "cap_off": res(ab.CRBNET, [0.6, 0.7, 0.8]),
+    })  # fmt: skip
+    by = {(r["variant"], r["inference"]): r for r in rows}
+    assert by[("default", "radical")]["vs_default"]["mean"] == pytest.approx(-0.1)
+    assert by[("cap_off", "mean")]["vs_default"]["mean"] == pytest.approx(0.1)
+    assert "| default | mean | 0.600 [0.000, 1.000] | - |" in table
+    assert "| cap_off | mean | 0.700 [0.000, 1.000] | +0.100 [+0.100, +0.100] | 10 | 0.500 | no CAP |" in table
 
 
 def test_crbnet_peer_writes_the_official_layout(tmp_path):

@@ -143,11 +143,11 @@ def phantom(tmp_path_factory) -> Path:
 
 
 def test_variant_datalists(phantom, tmp_path):
-    from usseg_monai.suite import _variant_datalist
+    from usseg_monai.suite import variant_datalist
 
-    assert _variant_datalist("full", phantom, "training", tmp_path, 0) == phantom
-    rad = json.loads(_variant_datalist("radical", phantom, "training", tmp_path, 0).read_text())
-    con = json.loads(_variant_datalist("conservative", phantom, "training", tmp_path, 0).read_text())
+    assert variant_datalist("full", phantom, "training", tmp_path, 0) == phantom
+    rad = json.loads(variant_datalist("radical", phantom, "training", tmp_path, 0).read_text())
+    con = json.loads(variant_datalist("conservative", phantom, "training", tmp_path, 0).read_text())
     source = json.loads(phantom.read_text())["training"]
     n_lesions = 0
     for r, c, src in zip(rad["training"], con["training"], source):
@@ -161,10 +161,10 @@ def test_variant_datalists(phantom, tmp_path):
         else:
             assert not rm.any()
     assert n_lesions >= 3
-    part = json.loads(_variant_datalist("labeled:0.5", phantom, "training", tmp_path, 0).read_text())
+    part = json.loads(variant_datalist("labeled:0.5", phantom, "training", tmp_path, 0).read_text())
     assert sum("label" in it for it in part["training"]) == 3 and len(part["training"]) == 6
     with pytest.raises(ValueError, match="unknown training variant"):
-        _variant_datalist("masks:3", phantom, "training", tmp_path, 0)
+        variant_datalist("masks:3", phantom, "training", tmp_path, 0)
 
 
 @pytest.mark.slow

@@ -42,7 +42,9 @@ from usseg_monai.bundle_paths import resolve_bundle
 from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist
 from usseg_monai.recipes import PROTOCOL_RECIPES, RECIPE_KEYS, RECIPES, check_bundle_accepts, check_same_recipe, recipe_line
 
-__all__ = ["PROTOCOLS", "CLAIMS", "TARGETS", "RunSpec", "plan_suite", "protocol_key", "run_suite", "add_suite_arguments"]
+__all__ = [
+    "PROTOCOLS", "CLAIMS", "TARGETS", "RunSpec", "plan_suite", "protocol_key", "variant_datalist", "run_suite", "add_suite_arguments",
+]
 
 logger = logging.getLogger("usseg_monai.suite")
 
@@ -290,8 +292,16 @@ def _check_tables(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]
     return tables
 
 
-def _variant_datalist(variant: str, train_datalist: Path, train_key: str, work: Path, seed: int) -> Path:
-    """The training datalist of a variant, written under ``work/datalists`` once (reused when present)."""
+def variant_datalist(variant: str, train_datalist: Path, train_key: str, work: Path, seed: int) -> Path:
+    """The training datalist of a variant, written under ``work/datalists`` once (reused when present).
+
+    ``variant``: ``"full"`` (``train_datalist`` itself), ``"radical"`` / ``"conservative"`` (the caliper
+    pseudo-label masks of its ``train_key`` section), ``"class_only:<n>"`` (``n`` training images keep only their
+    class) or ``"labeled:<fraction>"`` (that fraction keeps its mask); the partitions are seeded with ``seed``.
+
+    Raises:
+        ValueError: an unknown variant.
+    """
     from usseg_monai.data.prepared import split_datalist
     from usseg_monai.data.pseudo_labels import pseudo_label_datalist
 
@@ -421,7 +431,7 @@ def run_suite(
             if res is not None:
                 logger.info("suite: %s exists, kept", results_path)
             else:
-                dl = _variant_datalist(spec.train_variant, train_datalist, train_key, ds_dir, seed)
+                dl = variant_datalist(spec.train_variant, train_datalist, train_key, ds_dir, seed)
                 logger.info("suite: run %s (%s, %s, recipe %s) on %s", spec.run_id, spec.method, spec.bundle, spec.recipe, dl)
                 overrides = {**(RECIPES[spec.recipe].overrides() if spec.recipe else {}), **dict(spec.overrides)}
                 res = run_benchmark(
