@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import numpy as np
@@ -96,6 +97,24 @@ def test_datalist_validation_names_missing_file(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(DatasetError, match="not valid JSON"):
         load_datalist(tmp_path / "bad.json")
+
+
+def test_json_gz_round_trip_and_errors(tmp_path):
+    from usseg_monai.data.io import atomic_write_json, read_json
+
+    obj = {"runs": [{"dice": np.float32(0.5), "n": np.int64(3)}], "path": tmp_path}
+    a = atomic_write_json(tmp_path / "a.json.gz", obj)
+    assert gzip.decompress(a.read_bytes()).startswith(b"{")  # compressed
+    assert read_json(a) == {"runs": [{"dice": 0.5, "n": 3}], "path": str(tmp_path)}
+    b = atomic_write_json(tmp_path / "b.json.gz", obj)
+    assert a.read_bytes() == b.read_bytes()  # no time stamp: the same object, the same bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json.gz", "b.json.gz"]  # no temporary left
+    (tmp_path / "cut.json.gz").write_bytes(a.read_bytes()[:20])
+    with pytest.raises(DatasetError, match="cut.json.gz is a truncated gzip file"):
+        read_json(tmp_path / "cut.json.gz", "suite results")
+    (tmp_path / "plain.json.gz").write_text("{}")
+    with pytest.raises(DatasetError, match="cannot read suite results .*plain.json.gz"):
+        read_json(tmp_path / "plain.json.gz", "suite results")
 
 
 def test_load_png_names_unreadable_file(tmp_path):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from usseg_monai.data.io import load_png
-from usseg_monai.suite import PROTOCOLS, plan_suite, run_suite
+from usseg_monai.data.io import atomic_write_json, load_png
+from usseg_monai.suite import PROTOCOLS, plan_suite, reuse_mismatch, run_suite
 
 
 CAL_PROJECT, CAL_OFFICIAL = "calipers (recipe project)", "calipers (recipe crbnet_official)"
@@ -168,7 +169,7 @@ def test_variant_datalists(phantom, tmp_path):
 
 
 @pytest.mark.slow
-def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path):
+def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path, monkeypatch):
     work, report = tmp_path / "work", tmp_path / "docs" / "results.md"
     kw = dict(test_key="test", budget="smoke", seed=0, device="cpu", threads=1, n_resamples=50, report=report)
     merged = run_suite(["calipers"], "PhantomA", phantom, phantom, work, **kw)
@@ -234,6 +235,40 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path):
     assert few[-1]["run_id"] == "unet_full-project"
     assert (work / "PhantomA" / "unet_full-project" / "results.json").stat().st_mtime_ns == stamp
     assert "## PhantomB: class_labels (2 class-only)" in report.read_text()
+    # the runs travel in the results file alone (e.g. docs/results.json.gz from another machine): a new work folder
+    # reuses them without training; another seed, or a file without the run, trains
+    kept = atomic_write_json(tmp_path / "kept" / "results.json.gz", merged)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained a run the results file holds")
+
+    monkeypatch.setattr("usseg_monai.benchmark.run_benchmark", no_training)
+    quiet = {**kw, "report": None}
+    again = run_suite(["calipers"], "PhantomA", phantom, phantom, tmp_path / "w2", **quiet, reuse_runs=kept)
+    before = {(r["protocol"], r["method"]): r for r in merged["runs"] if r["dataset"] == "PhantomA"}
+    assert len(again["runs"]) == 12
+    for r in again["runs"]:
+        assert r["cases"] == before[(r["protocol"], r["method"])]["cases"]
+        assert r["metrics"] == before[(r["protocol"], r["method"])]["metrics"]
+        assert r["training_recipe"] == before[(r["protocol"], r["method"])]["training_recipe"]
+    rec = json.loads((tmp_path / "w2" / "PhantomA" / "crbnet-project" / "results.json").read_text())
+    assert rec["restored_from"] == str(kept) and rec["test_variants"]["radical"]["overrides"] == {"inference_mode": "radical"}
+    with pytest.raises(AssertionError, match="trained a run"):
+        run_suite(["calipers"], "PhantomA", phantom, phantom, tmp_path / "w3", **{**quiet, "seed": 1}, reuse_runs=kept)
+    with pytest.raises(AssertionError, match="trained a run"):
+        run_suite(["calipers"], "PhantomC", phantom, phantom, tmp_path / "w4", **quiet, reuse_runs=kept)
+
+
+def test_reuse_mismatch_names_what_differs():
+    from usseg_monai.benchmark import get_budget
+
+    b = get_budget("cpu-quick")
+    record = {"budget": {**dataclasses.asdict(b), "description": "old words", "image_size": [64, 64]},
+              "bundle_overrides": {"optimizer_name": "sgd", "rotate_range": 0.26}, "seed": 0}  # fmt: skip
+    assert reuse_mismatch(record, b, {"rotate_range": 0.26, "optimizer_name": "sgd"}, 0) is None
+    assert "seed 0 differs from 1" in reuse_mismatch(record, b, record["bundle_overrides"], 1)
+    assert "overrides" in reuse_mismatch(record, b, {"optimizer_name": "adamw", "rotate_range": 0.26}, 0)
+    assert "budget" in reuse_mismatch(record, get_budget("cpu-quick", max_epochs=3), record["bundle_overrides"], 0)
 
 
 def test_cli_rejects_bundle_with_suite(phantom, tmp_path, capsys):

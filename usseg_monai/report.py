@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from usseg_monai.data.io import DatasetError, atomic_path, atomic_write_text, load_png, load_volume
+from usseg_monai.data.io import DatasetError, atomic_path, atomic_write_text, load_png, load_volume, read_json
 
 __all__ = [
     "load_suite_results",
@@ -72,19 +72,14 @@ CONTOUR_PRED = (255, 60, 60)
 
 
 def load_suite_results(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a suite ``results.json``: a ``suite`` dict and a non-empty ``runs`` list.
+    """Read and check a suite ``results.json`` (or ``results.json.gz``): a ``suite`` dict and a non-empty ``runs`` list.
 
     Raises:
         DatasetError: missing or unreadable file, or a run without ``dataset``, ``protocol``, ``method`` or
             ``metrics`` (named by index).
     """
     p = Path(path)
-    if not p.is_file():
-        raise DatasetError(f"suite results not found: {p}")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{p}: not valid JSON ({e})") from None
+    data = read_json(p, "suite results")
     runs = data.get("runs") if isinstance(data, dict) else None
     if not isinstance(runs, list) or not runs:
         raise DatasetError(f"{p}: no 'runs' list (a suite results.json from `usseg benchmark --suite`)")

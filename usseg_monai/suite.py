@@ -20,7 +20,8 @@ seed and test section for every run):
   method's predicted masks) is part of every run's results and of every table.
 
 Every run writes ``WORK/<dataset>/<run id>/results.json``; a run whose results exist is not repeated (so a suite
-can be resumed, and a run shared by two protocols, the reference UNet, trains once). ``WORK/results.json`` holds
+can be resumed, and a run shared by two protocols, the reference UNet, trains once; ``--reuse-runs RESULTS`` also
+reuses the runs of a suite results file from another machine, :func:`runs_of_results`). ``WORK/results.json`` holds
 every run of every dataset run into ``WORK`` (merged, so BUSI and DDTI can be run one after the other) with the
 settings, device, versions and wall time, and the report (:func:`usseg_monai.report.write_report`) is written
 from it.
@@ -39,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from usseg_monai.bundle_paths import resolve_bundle
-from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist
+from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist, read_json
 from usseg_monai.recipes import PROTOCOL_RECIPES, RECIPE_KEYS, RECIPES, check_bundle_accepts, check_same_recipe, recipe_line
 
 __all__ = [
-    "PROTOCOLS", "CLAIMS", "TARGETS", "RunSpec", "plan_suite", "protocol_key", "variant_datalist", "run_suite", "add_suite_arguments",
+    "PROTOCOLS", "CLAIMS", "TARGETS", "RunSpec", "plan_suite", "protocol_key", "variant_datalist", "runs_of_results",
+    "reuse_mismatch", "run_suite", "add_suite_arguments",
 ]
 
 logger = logging.getLogger("usseg_monai.suite")
@@ -323,6 +325,60 @@ def variant_datalist(variant: str, train_datalist: Path, train_key: str, work: P
     return out
 
 
+#: the keys the suite adds to a run's record in its table entries (:func:`run_suite`); the rest is the run's own
+ENTRY_KEYS = frozenset({
+    "dataset", "protocol", "method", "run_id", "run_dir", "predictions_dir", "train_variant", "recipe", "note",
+    "recipe_line", "test_variant", "test_overrides",
+})  # fmt: skip
+
+
+def runs_of_results(path: str | os.PathLike) -> dict[tuple[str, str], dict[str, Any]]:
+    """The per-run records (as :func:`usseg_monai.benchmark.run_benchmark` wrote them, without the prediction files)
+    rebuilt from a suite results file (``results.json`` or ``.json.gz``, e.g. one committed beside a report), keyed by
+    ``(dataset, run id)``; each has ``restored_from`` set to ``path``.
+
+    A run's main entry gives the record and its further test passes (rows with ``test_overrides``, e.g. CRBNet's
+    branches) its ``test_variants``; a pass is named by the entry's ``test_variant`` (or, in files written before it
+    was recorded, by its ``predictions_<name>`` folder).
+
+    Raises:
+        DatasetError: a missing or unreadable file, or one without a ``runs`` list.
+    """
+    data = read_json(path, "suite results to reuse")
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        raise DatasetError(f"{path}: no 'runs' list (a suite results.json from `usseg benchmark --suite`)")
+    records: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in data["runs"]:
+        rec = records.setdefault((str(entry.get("dataset")), str(entry.get("run_id"))), {"test_variants": {}})
+        if "test_overrides" in entry:
+            name = entry.get("test_variant") or Path(str(entry.get("predictions_dir"))).name.removeprefix("predictions_")
+            rec["test_variants"][name] = {
+                "overrides": entry["test_overrides"], "metrics": entry["metrics"],
+                "measurement_error": entry.get("measurement_error"), "cases": entry.get("cases") or [],
+            }  # fmt: skip
+        elif "bundle" not in rec:
+            rec.update({k: v for k, v in entry.items() if k not in ENTRY_KEYS})
+    return {k: {**v, "restored_from": str(path)} for k, v in records.items() if "bundle" in v}
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def reuse_mismatch(record: Mapping[str, Any], budget: Any, overrides: Mapping[str, Any], seed: int) -> str | None:
+    """Why ``record`` is not the run the suite would train with ``budget``, ``overrides`` and ``seed`` (``None``: it
+    is): the budget's settings (its description aside), the bundle overrides and the seed must be equal."""
+    want = {k: v for k, v in dataclasses.asdict(budget).items() if k != "description"}
+    have = {k: v for k, v in (record.get("budget") or {}).items() if k in want}
+    if _as_json(want) != _as_json(have):
+        return f"budget {have} differs from {want}"
+    if _as_json(dict(overrides)) != _as_json(record.get("bundle_overrides") or {}):
+        return f"overrides {record.get('bundle_overrides')} differ from {dict(overrides)}"
+    if record.get("seed") != seed:
+        return f"seed {record.get('seed')} differs from {seed}"
+    return None
+
+
 def _merge_results(path: Path, new: Mapping[str, Any]) -> dict[str, Any]:
     """``new`` merged into the suite results at ``path``: a run of the same dataset, protocol and method is
     replaced, every other run is kept (so protocols and datasets can be run one invocation at a time)."""
@@ -375,6 +431,7 @@ def run_suite(
     report: str | os.PathLike | None = None,
     command: str | None = None,
     recipes: Sequence[str] | None = None,
+    reuse_runs: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Run the protocols on one dataset, merge into ``work_dir/results.json``, write the report; return the merged results.
 
@@ -393,6 +450,10 @@ def run_suite(
         report: Markdown report to write (figures beside it in ``figures/``); ``None``: none.
         recipes: run only the tables of these recipes (:func:`plan_suite`).
         command: the command line, recorded in the report.
+        reuse_runs: a suite results file (``results.json`` / ``.json.gz``, e.g. one committed beside a report, from
+            another machine): a run missing under ``work_dir`` whose record is in it, trained with the same budget,
+            overrides and seed (:func:`reuse_mismatch`), is written back (:func:`runs_of_results`) and not trained
+            again. Its predictions are not in the file, so its tables have no gallery.
     """
     from usseg_monai.benchmark import get_budget, run_benchmark
 
@@ -416,6 +477,7 @@ def run_suite(
     variants_of: dict[str, dict[str, Mapping[str, Any]]] = {}
     for spec, (_, run_id) in zip(plan, budgets):
         variants_of.setdefault(run_id, {}).update(spec.test_variants)
+    reusable = runs_of_results(reuse_runs) if reuse_runs is not None else {}
     done: dict[str, dict[str, Any]] = {}
     runs: list[dict[str, Any]] = []
     for spec, (run_b, run_id) in zip(plan, budgets):
@@ -428,12 +490,24 @@ def run_suite(
             if res is not None and set(wanted) - set(res.get("test_variants") or {}):
                 logger.info("suite: %s lacks test pass(es) %s, run again", results_path, sorted(set(wanted) - set(res.get("test_variants") or {})))
                 res = None
+            overrides = {**(RECIPES[spec.recipe].overrides() if spec.recipe else {}), **dict(spec.overrides)}
+            kept = reusable.get((dataset_name, spec.run_id))
+            if res is None and kept is not None:
+                why = reuse_mismatch(kept, run_b, overrides, seed) or (
+                    f"lacks test pass(es) {sorted(set(wanted) - set(kept['test_variants']))}"
+                    if set(wanted) - set(kept["test_variants"]) else None
+                )  # fmt: skip
+                if why:
+                    logger.info("suite: %s of %s not reused: %s", spec.run_id, reuse_runs, why)
+                else:
+                    res = kept
+                    atomic_write_json(results_path, res)
+                    logger.info("suite: %s reused from %s", spec.run_id, reuse_runs)
             if res is not None:
                 logger.info("suite: %s exists, kept", results_path)
             else:
                 dl = variant_datalist(spec.train_variant, train_datalist, train_key, ds_dir, seed)
                 logger.info("suite: run %s (%s, %s, recipe %s) on %s", spec.run_id, spec.method, spec.bundle, spec.recipe, dl)
-                overrides = {**(RECIPES[spec.recipe].overrides() if spec.recipe else {}), **dict(spec.overrides)}
                 res = run_benchmark(
                     spec.bundle, dl, test_datalist, run_dir, train_key=train_key, val_key=val_key, test_key=test_key,
                     budget=run_b, seed=seed, device=device, n_resamples=n_resamples,
@@ -445,7 +519,7 @@ def run_suite(
         if spec.test_variant is not None:
             variant = done[spec.run_id]["test_variants"][spec.test_variant]
             entry.update(metrics=variant["metrics"], measurement_error=variant["measurement_error"], cases=variant["cases"])
-            entry["test_overrides"] = variant["overrides"]
+            entry.update(test_overrides=variant["overrides"], test_variant=spec.test_variant)
             predictions = run_dir / f"predictions_{spec.test_variant}"
         entry.update(
             dataset=dataset_name, protocol=spec.protocol, method=spec.method, run_id=spec.run_id,
@@ -508,6 +582,11 @@ def add_suite_arguments(parser: Any) -> None:
         help="run only the tables of these recipes (default: every recipe of each protocol, PROTOCOL_RECIPES)",
     )
     g.add_argument("--report", default=None, help="write the Markdown report here (figures in figures/ beside it)")
+    g.add_argument(
+        "--reuse-runs", default=None, metavar="RESULTS",
+        help="a suite results.json(.gz) from an earlier run (e.g. docs/results.json.gz): its runs with the same budget, "
+        "overrides and seed are not trained again",
+    )
 
 
 def _argv_of(args: Any) -> list[str]:
@@ -519,7 +598,7 @@ def _argv_of(args: Any) -> list[str]:
         ("--batch-size", args.batch_size), ("--image-size", args.image_size), ("--train-datalist", args.train_datalist),
         ("--train-key", args.train_key), ("--test-datalist", args.test_datalist), ("--test-key", args.test_key),
         ("--class-only", args.class_only), ("--fractions", args.fractions), ("--seed", args.seed),
-        ("--threads", args.threads), ("--output", args.output),
+        ("--threads", args.threads), ("--output", args.output), ("--reuse-runs", args.reuse_runs),
     ):
         if value is None:
             continue
@@ -546,7 +625,7 @@ def suite_main(args: Any) -> int:
         train_key=args.train_key, val_key=args.val_key, test_key=args.test_key, budget=args.budget,
         budget_overrides=overrides, class_only=args.class_only, fractions=args.fractions,
         num_cls_classes=args.num_cls_classes, seed=args.seed, device=args.device, threads=args.threads,
-        n_resamples=args.n_resamples, report=args.report, recipes=args.recipe,
+        n_resamples=args.n_resamples, report=args.report, recipes=args.recipe, reuse_runs=args.reuse_runs,
         command="usseg benchmark " + " ".join(_argv_of(args)),
     )
     print(Path(args.output) / "results.json")

@@ -8,6 +8,7 @@ function writes into a source folder.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import secrets
@@ -116,7 +117,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically; numpy scalars and arrays are converted."""
+    """Write ``obj`` as JSON to ``path`` atomically; numpy scalars and arrays are converted. A path ending in
+    ``.gz`` is written gzip-compressed (no time stamp in the header: the same object gives the same bytes)."""
 
     def _default(o: Any) -> Any:
         if isinstance(o, np.generic):
@@ -127,7 +129,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Pat
             return str(o)
         raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
-    return atomic_write_text(path, json.dumps(obj, indent=indent, default=_default) + "\n")
+    text = json.dumps(obj, indent=indent, default=_default) + "\n"
+    if not str(path).endswith(".gz"):
+        return atomic_write_text(path, text)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+    return Path(path)
 
 
 def ensure_not_inside(output_dir: str | os.PathLike, source: str | os.PathLike) -> None:
@@ -547,16 +554,20 @@ def require_datalist_file(path: Path, where: str) -> None:
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
-    """Read a JSON file; a missing file or invalid JSON raises :class:`DatasetError` naming ``what`` and the path."""
+    """Read a JSON file (gzip-compressed where the name ends in ``.gz``); a missing file or invalid JSON raises
+    :class:`DatasetError` naming ``what`` and the path."""
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"{what} not found: {p}")
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        raw = gzip.decompress(p.read_bytes()) if p.name.endswith(".gz") else p.read_bytes()
+        return json.loads(raw.decode("utf-8"))
     except json.JSONDecodeError as e:
         raise DatasetError(f"{what} {p} is not valid JSON: {e}") from e
     except UnicodeDecodeError as e:
         raise DatasetError(f"{what} {p} is not a JSON text file (not UTF-8 text: {e.reason} at byte {e.start})") from e
+    except EOFError as e:
+        raise DatasetError(f"{what} {p} is a truncated gzip file: {e}") from e
     except OSError as e:
         raise DatasetError(f"cannot read {what} {p}: {e.strerror or e}") from e
 
