@@ -166,3 +166,15 @@ def test_crbnet_peer_refuses_a_folder_without_the_official_code(tmp_path, capsys
     with pytest.raises(SystemExit):
         peer.main(["--official-code", str(tmp_path), "--datalist", "x.json", "--work", str(tmp_path / "w")])
     assert "code/train_IDAMP.py not found" in capsys.readouterr().err
+
+
+def test_deciding_budget_refuses_an_unknown_step_before_anything_runs(tmp_path):
+    import subprocess
+
+    work = tmp_path / "work"
+    proc = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "deciding_budget.sh"), "busi", "ddti", str(work), "1", "busi-few", "curve-x"],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "USSEG_DECIDING_KEEP": str(tmp_path / "keep")},
+    )
+    assert proc.returncode == 2 and "unknown step 'curve-x'" in proc.stderr
+    assert not work.exists() and not (tmp_path / "keep").exists()
