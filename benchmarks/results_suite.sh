@@ -8,7 +8,9 @@
 # folder (prepared data, runs, results.json). BUDGET: cpu-quick (default; about an hour on 2 cores), cpu-standard or
 # paper (each protocol with its paper's settings; a GPU). Without held-back test datalists, each dataset's own
 # validation section (20%, seeded, grouped by case) is the test set. The report is written to
-# WORK/report/results.md (copy it with its figures/ folder into docs/ to publish it).
+# WORK/report/results.md (copy it with its figures/ folder into docs/ to publish it) and the suite's results file,
+# gzip-compressed, to WORK/suite/results.json.gz (publish it as docs/results.json.gz: the report can be written again
+# from it, and REUSE_RUNS=docs/results.json.gz in the environment reuses its runs instead of training them again).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 BUSI_SRC="$1"; DDTI_SRC="$2"; WORK="$(realpath -m "$3")"
@@ -21,6 +23,7 @@ mkdir -p "$WORK"
 BUSI_TEST="${6:-$WORK/busi/datalist.json}"; DDTI_TEST="${7:-$WORK/ddti/datalist.json}"; TEST_KEY="${8:-validation}"
 BUSI_LESION_TEST="${6:-$WORK/busi/datalist_lesions.json}"
 common=(--budget "$BUDGET" --threads "$THREADS" --output "$WORK/suite" --test-key "$TEST_KEY")
+[ -z "${REUSE_RUNS:-}" ] || common+=(--reuse-runs "$(realpath "$REUSE_RUNS")")
 # calipers and few masks on BUSI lesion images (benign + malignant), class labels on all of BUSI (3 classes)
 usseg benchmark --suite calipers,few_masks --dataset-name BUSI-lesions --fractions 0.04 0.1 "${common[@]}" \
   --train-datalist "$WORK/busi/datalist_lesions.json" --test-datalist "$BUSI_LESION_TEST"
@@ -30,3 +33,4 @@ usseg benchmark --suite class_labels --dataset-name BUSI --class-only 100 "${com
 usseg benchmark --suite all --dataset-name DDTI --class-only 48 96 144 --fractions 0.04 0.1 --num-cls-classes 6 \
   "${common[@]}" --train-datalist "$WORK/ddti/datalist.json" --test-datalist "$DDTI_TEST"
 usseg report "$WORK/suite/results.json" --output "$WORK/report/results.md" --preamble "$HERE/results_preamble.md"
+gzip -n -c "$WORK/suite/results.json" > "$WORK/suite/results.json.gz.tmp" && mv "$WORK/suite/results.json.gz.tmp" "$WORK/suite/results.json.gz"
