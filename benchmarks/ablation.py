@@ -102,6 +102,10 @@ VARIANTS: dict[str, dict[str, Variant]] = {
         "no_consistency": Variant(
             CRII, FEW, {"method": "crii_net", "consistency_weight": 0.0}, "without the coarse-refined consistency (no unlabeled term)",
         ),
+        "consistency_x10": Variant(
+            CRII, FEW, {"method": "crii_net", "consistency_weight": 10.0},
+            "consistency weight 10 (the softmax MSE is ~0.01 once ramped: is the unlabeled term too weak?)",
+        ),
         "labeled_only": Variant(CRII, FEW, {"method": "labeled_only"}, "context: the UNet on the labeled images alone"),
         "mean_teacher": Variant(CRII, FEW, {"method": "mean_teacher"}, "context: mean teacher, same UNet"),
         "cps": Variant(CRII, FEW, {"method": "cps"}, "context: cross pseudo supervision, same UNet"),
