@@ -253,6 +253,7 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path, monkeypatch):
         assert r["training_recipe"] == before[(r["protocol"], r["method"])]["training_recipe"]
     rec = json.loads((tmp_path / "w2" / "PhantomA" / "crbnet-project" / "results.json").read_text())
     assert rec["restored_from"] == str(kept) and rec["test_variants"]["radical"]["overrides"] == {"inference_mode": "radical"}
+    assert len(rec["bundle_config_sha256"]) == 64
     with pytest.raises(AssertionError, match="trained a run"):
         run_suite(["calipers"], "PhantomA", phantom, phantom, tmp_path / "w3", **{**quiet, "seed": 1}, reuse_runs=kept)
     with pytest.raises(AssertionError, match="trained a run"):
@@ -269,6 +270,29 @@ def test_reuse_mismatch_names_what_differs():
     assert "seed 0 differs from 1" in reuse_mismatch(record, b, record["bundle_overrides"], 1)
     assert "overrides" in reuse_mismatch(record, b, {"optimizer_name": "adamw", "rotate_range": 0.26}, 0)
     assert "budget" in reuse_mismatch(record, get_budget("cpu-quick", max_epochs=3), record["bundle_overrides"], 0)
+    # the bundle's configs: a record without their digest (older files) is not refused for it, one with another is
+    assert reuse_mismatch(record, b, record["bundle_overrides"], 0, "a" * 64) is None
+    record["bundle_config_sha256"] = "b" * 64
+    assert "configs changed since the run (digest bbbbbbbbbbbb now aaaaaaaaaaaa)" in reuse_mismatch(
+        record, b, record["bundle_overrides"], 0, "a" * 64
+    )
+    assert reuse_mismatch(record, b, record["bundle_overrides"], 0, "b" * 64) is None
+
+
+def test_config_digest_follows_the_configs(tmp_path):
+    import shutil
+
+    from usseg_monai.bundle_paths import config_digest, resolve_bundle
+
+    src = resolve_bundle("unet_us_2d_segmentation")
+    copy = tmp_path / "b"
+    shutil.copytree(src / "configs", copy / "configs")
+    assert config_digest(copy) == config_digest(src)
+    (copy / "configs" / "logging.conf").write_text("not a json config")  # only the JSON configs count
+    assert config_digest(copy) == config_digest(src)
+    train = copy / "configs" / "train.json"
+    train.write_text(train.read_text().replace('"max_epochs": ', '"max_epochs":  ', 1))
+    assert config_digest(copy) != config_digest(src)
 
 
 def test_cli_rejects_bundle_with_suite(phantom, tmp_path, capsys):

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from usseg_monai.bundle_paths import resolve_bundle
+from usseg_monai.bundle_paths import config_digest, resolve_bundle
 from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist, load_png, load_volume
 from usseg_monai.engines import loss_terms
 from usseg_monai.metrics import (
@@ -594,6 +594,7 @@ def run_benchmark(
     results: dict[str, Any] = {
         "bundle": bundle_dir.name,
         "bundle_path": str(bundle_dir),
+        "bundle_config_sha256": config_digest(bundle_dir),
         "budget": {**asdict(b), "image_size": image_size},
         "seed": int(seed),
         "bundle_overrides": dict(bundle_overrides or {}),

@@ -6,12 +6,13 @@ the error type).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 from usseg_monai.data.io import DatasetError
 
-__all__ = ["BUNDLES_DIR", "resolve_bundle", "bundle_names", "trains_from_calipers"]
+__all__ = ["BUNDLES_DIR", "resolve_bundle", "bundle_names", "trains_from_calipers", "config_digest"]
 
 #: the repository's ``bundles/`` folder (next to the ``usseg_monai`` package in a checkout or editable install)
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
@@ -47,3 +48,12 @@ def trains_from_calipers(bundle: str | os.PathLike) -> bool:
     (``CaliperPseudoLabelsd``; the CRBNet bundles). Such bundles get the caliper-guided MONAI Label task."""
     train = Path(bundle) / "configs" / "train.json"
     return train.is_file() and "CaliperPseudoLabelsd" in train.read_text(encoding="utf-8")
+
+
+def config_digest(bundle_dir: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a bundle folder's ``configs/*.json``, names and bytes in name order: two runs of a bundle
+    with the same digest (and the same overrides) were configured alike."""
+    h = hashlib.sha256()
+    for f in sorted(Path(bundle_dir, "configs").glob("*.json")):
+        h.update(f.name.encode("utf-8") + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()

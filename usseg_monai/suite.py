@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from usseg_monai.bundle_paths import resolve_bundle
+from usseg_monai.bundle_paths import config_digest, resolve_bundle
 from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist, read_json
 from usseg_monai.recipes import PROTOCOL_RECIPES, RECIPE_KEYS, RECIPES, check_bundle_accepts, check_same_recipe, recipe_line
 
@@ -365,9 +365,13 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def reuse_mismatch(record: Mapping[str, Any], budget: Any, overrides: Mapping[str, Any], seed: int) -> str | None:
+def reuse_mismatch(
+    record: Mapping[str, Any], budget: Any, overrides: Mapping[str, Any], seed: int, digest: str | None = None
+) -> str | None:
     """Why ``record`` is not the run the suite would train with ``budget``, ``overrides`` and ``seed`` (``None``: it
-    is): the budget's settings (its description aside), the bundle overrides and the seed must be equal."""
+    is): the budget's settings (its description aside), the bundle overrides and the seed must be equal, and the
+    bundle's configs (:func:`usseg_monai.bundle_paths.config_digest` ``digest``) where the record has their digest
+    (records written before it was kept have none)."""
     want = {k: v for k, v in dataclasses.asdict(budget).items() if k != "description"}
     have = {k: v for k, v in (record.get("budget") or {}).items() if k in want}
     if _as_json(want) != _as_json(have):
@@ -376,6 +380,8 @@ def reuse_mismatch(record: Mapping[str, Any], budget: Any, overrides: Mapping[st
         return f"overrides {record.get('bundle_overrides')} differ from {dict(overrides)}"
     if record.get("seed") != seed:
         return f"seed {record.get('seed')} differs from {seed}"
+    if digest is not None and record.get("bundle_config_sha256") not in (None, digest):
+        return f"the bundle's configs changed since the run (digest {str(record['bundle_config_sha256'])[:12]} now {digest[:12]})"
     return None
 
 
@@ -493,7 +499,7 @@ def run_suite(
             overrides = {**(RECIPES[spec.recipe].overrides() if spec.recipe else {}), **dict(spec.overrides)}
             kept = reusable.get((dataset_name, spec.run_id))
             if res is None and kept is not None:
-                why = reuse_mismatch(kept, run_b, overrides, seed) or (
+                why = reuse_mismatch(kept, run_b, overrides, seed, config_digest(resolve_bundle(spec.bundle))) or (
                     f"lacks test pass(es) {sorted(set(wanted) - set(kept['test_variants']))}"
                     if set(wanted) - set(kept["test_variants"]) else None
                 )  # fmt: skip
