@@ -550,7 +550,7 @@ def figure_gallery(group: Sequence[Mapping[str, Any]], path: Path, title: str, n
                 d = dices[j - 1]
                 ax.set_title(f"{label}\nDice {d:.2f}" if label else f"Dice {d:.2f}", fontsize=7)
     fig.suptitle(title, fontsize=9)
-    _save(fig, path, dpi=72)  # photographs: keep the file small (well under 300 kB for 4 cases x 7 columns)
+    _save(fig, path, dpi=60)  # photographs, kept small: BUSI 4 cases x 8 columns 309 kB at 72 dpi, 245 kB at 60
     plt.close(fig)
     return True
 
