@@ -115,7 +115,15 @@ VARIANTS: dict[str, dict[str, Variant]] = {
     "semiseg_caw": {
         "default": Variant(CAW, CLASS_ONLY, {"backbone": "malunet"}, "bundle default (WGM weights, class-only weight 1, 5 pre-training epochs)"),
         "weights_static": Variant(CAW, CLASS_ONLY, {"backbone": "malunet", "loss_weighting": "static"}, "fixed loss weights instead of WGM"),
-        "weights_imtl": Variant(CAW, CLASS_ONLY, {"backbone": "malunet", "loss_weighting": "imtl"}, "IMTL loss weights instead of WGM"),
+        "weights_imtl": Variant(
+            CAW, CLASS_ONLY, {"backbone": "malunet", "loss_weighting": "imtl"},
+            "IMTL instead of WGM (loss balance IMTL-L + gradient balance IMTL-G on both bottlenecks)",
+        ),
+        "weights_imtl_l": Variant(
+            CAW, CLASS_ONLY,
+            {"backbone": "malunet", "loss_weighting": "imtl", "loss#shared_modules": None, "pretrain#loss#shared_modules": None},
+            "IMTL's loss balance only (IMTL-L, no gradient balance)",
+        ),
         "no_class_only_seg": Variant(
             CAW, CLASS_ONLY, {"backbone": "malunet", "class_only_weight": 0.0},
             "no segmentation term on the class-only images (their classes still train the class head)",

@@ -23,6 +23,7 @@ two combined by a weight generation module (WGM) with trainable weights. This mo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -398,13 +399,16 @@ class IMTLWeights(nn.Module):
       ``d/ds_t = exp(s_t) L_t - 1``, so the scales drive every scaled loss ``exp(s_t) L_t`` to 1. (Up to the sign
       of ``s`` this is the same objective as :class:`WeightGenerationModule`; the difference of this option is
       the gradient balance below.)
-    - IMTL-G (gradient balance, section 3.1) on a shared feature ``z`` (the paper's efficient variant, gradients
-      w.r.t. the shared representation instead of the shared parameters): when ``forward`` gets ``shared=z``
-      (e.g. the encoder bottleneck, which every task reads), the gradient flowing back into ``z`` is replaced by
-      ``sum_t alpha_t g_t`` with ``g_t = d(exp(s_t) L_t)/dz`` and ``alpha`` from :func:`imtl_gradient_weights`
-      (computed from the current batch, not differentiated); the task-specific parameters and the scales keep
-      the IMTL-L gradients. Gradients that reach the shared parameters by another path (e.g. skip connections)
-      are not rebalanced. Without ``shared`` (or with ``gradient_balance=False``) only IMTL-L applies.
+    - IMTL-G (gradient balance, section 3.1) on a shared representation ``z`` (the paper's efficient variant,
+      gradients w.r.t. the shared representation instead of the shared parameters): when ``forward`` gets
+      ``shared`` (one feature tensor or several, e.g. the encoder bottleneck of every forward pass of the step,
+      which every task reads; several are treated as one ``z``, concatenated), the gradient flowing back into
+      ``z`` is replaced by ``c * sum_t alpha_t g_t`` with ``g_t = d(exp(s_t) L_t)/dz``, ``alpha`` from
+      :func:`imtl_gradient_weights` (computed from the current batch, not differentiated) and ``c`` the factor
+      by which the incoming gradient is scaled relative to ``sum_t g_t`` (1, or a loss scale such as AMP's
+      ``GradScaler``); the task-specific parameters and the scales keep the IMTL-L gradients. Gradients that
+      reach the shared parameters by another path (e.g. skip connections) are not rebalanced. Without
+      ``shared`` (or with ``gradient_balance=False``) only IMTL-L applies.
 
     :attr:`last_alpha` holds the IMTL-G weights of the last call (``None`` when not computed).
 
@@ -428,27 +432,44 @@ class IMTLWeights(nn.Module):
         return torch.exp(self.log_scales.detach())
 
     def forward(
-        self, losses: Sequence[torch.Tensor] | torch.Tensor, shared: torch.Tensor | None = None
+        self,
+        losses: Sequence[torch.Tensor] | torch.Tensor,
+        shared: torch.Tensor | Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         stacked = _stack_losses(losses, self.n_losses, "IMTLWeights")
         scaled = torch.exp(self.log_scales) * stacked
         total = (scaled - self.log_scales).sum()
         self.last_alpha = None
-        if shared is not None and shared.is_leaf:
-            raise ValueError(
-                "IMTLWeights: shared must be an intermediate feature (e.g. the encoder bottleneck), not a leaf "
-                "tensor: the gradient hook would stay registered across steps"
-            )
-        if shared is not None and self.gradient_balance and torch.is_grad_enabled() and shared.requires_grad:
-            grads = []
+        feats = [] if shared is None else [shared] if isinstance(shared, torch.Tensor) else list(shared)
+        for z in feats:
+            if z.is_leaf:
+                raise ValueError(
+                    "IMTLWeights: shared must be intermediate features (e.g. the encoder bottleneck), not a leaf "
+                    "tensor: the gradient hook would stay registered across steps"
+                )
+        feats = [z for z in feats if z.requires_grad]
+        if feats and self.gradient_balance and torch.is_grad_enabled():
+            per_task = []  # per task: the gradient w.r.t. every shared tensor
             for t in range(self.n_losses):
-                (g,) = torch.autograd.grad(scaled[t], shared, retain_graph=True, allow_unused=True)
-                grads.append(torch.zeros_like(shared) if g is None else g.detach())
-            alpha = imtl_gradient_weights(torch.stack([g.reshape(-1) for g in grads]))
-            balanced = sum(a * g for a, g in zip(alpha, grads))
+                grads = torch.autograd.grad(scaled[t], feats, retain_graph=True, allow_unused=True)
+                per_task.append([torch.zeros_like(z) if g is None else g.detach() for z, g in zip(feats, grads)])
+            flat = torch.stack([torch.cat([g.reshape(-1) for g in gs]) for gs in per_task])
+            alpha = imtl_gradient_weights(flat)
             self.last_alpha = alpha.detach()
-            shared.register_hook(lambda _grad, _balanced=balanced: _balanced)
+            for i, z in enumerate(feats):
+                plain = sum(gs[i] for gs in per_task)
+                balanced = sum(a * gs[i] for a, gs in zip(alpha, per_task))
+                z.register_hook(functools.partial(_rebalance, plain=plain, balanced=balanced))
         return total
+
+
+def _rebalance(grad: torch.Tensor, plain: torch.Tensor, balanced: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
+    """IMTL-G's gradient hook: ``balanced`` times the factor by which ``grad`` is scaled relative to ``plain`` (the
+    unbalanced sum of the task gradients), so a loss scale applied by the caller (AMP) carries over."""
+    denom = (plain * plain).sum()
+    ratio = (grad.to(plain.dtype) * plain).sum() / denom.clamp_min(eps)
+    scale = torch.where(denom > eps, ratio, torch.ones_like(ratio))  # no task gradient: nothing to scale by
+    return (scale * balanced).to(grad.dtype)
 
 
 LOSS_WEIGHTINGS = ("wgm", "static", "imtl")

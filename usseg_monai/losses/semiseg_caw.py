@@ -13,7 +13,8 @@ computes, by ``stage``:
   ClassElevateSeg's own segmentation loss on the masked images (joint fine-tuning); the classification loss
   ``L_cls``: cross-entropy of the core's and of ClassElevateSeg's class logits on every image with a class
   (``-1``: no class, ignored). The two task losses are combined by the weighting module (WGM: learned
-  log-variance weights, or static / IMTL, :func:`~usseg_monai.losses.semiseg.make_loss_weighting`);
+  log-variance weights, or static / IMTL, :func:`~usseg_monai.losses.semiseg.make_loss_weighting`; IMTL's
+  gradient balance needs ``shared_modules``, e.g. ``SemiSegCAWNet.shared_feature_modules()``);
 - ``"pretrain"`` (stage 1): ClassElevateSeg alone: its segmentation loss on the masked images and its
   cross-entropy on every image with a class, combined by the weighting module; the core is not trained;
 - ``"supervised"`` (the "backbone on masks" baselines): the core's segmentation loss on the masked images
@@ -25,16 +26,17 @@ The result is a dict: ``loss``, the terms (``seg``, ``cls``, ``seg_aux``, ``cls_
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from usseg_monai.networks.feature_tap import FeatureTap
 from usseg_monai.networks.semiseg_caw import unpack_semiseg_output
 
-from .semiseg import SegmentationLoss, make_loss_weighting
+from .semiseg import IMTLWeights, SegmentationLoss, make_loss_weighting
 
 __all__ = ["SemiSegCAWLoss", "SEMISEG_STAGES", "masked_cross_entropy"]
 
@@ -72,6 +74,10 @@ class SemiSegCAWLoss(nn.Module):
         image_key, label_key, class_key: batch keys.
         seg_kwargs: arguments of :class:`~usseg_monai.losses.semiseg.SegmentationLoss` (term weights, Focal
             Tversky alpha 0.7, beta 0.3, gamma 4/3 by default).
+        shared_modules: with ``weighting="imtl"``: the modules whose outputs both tasks read
+            (``SemiSegCAWNet.shared_feature_modules()``); their training-mode outputs of the step (read by a
+            :class:`~usseg_monai.networks.feature_tap.FeatureTap`) are IMTL-G's shared representation. Without
+            them IMTL is its loss balance (IMTL-L) only. Ignored by the other weightings and the supervised stage.
     """
 
     def __init__(
@@ -86,6 +92,7 @@ class SemiSegCAWLoss(nn.Module):
         label_key: str = "label",
         class_key: str = "class_index",
         seg_kwargs: Mapping[str, Any] | None = None,
+        shared_modules: Sequence[nn.Module] | None = None,
     ) -> None:
         super().__init__()
         if stage not in SEMISEG_STAGES:
@@ -102,6 +109,9 @@ class SemiSegCAWLoss(nn.Module):
         self.image_key, self.label_key, self.class_key = image_key, label_key, class_key
         self.seg = SegmentationLoss(**dict(seg_kwargs or {}))
         self.weighting = make_loss_weighting(weighting, 2) if stage != "supervised" else None
+        self.tap: FeatureTap | None = None
+        if shared_modules is not None and isinstance(self.weighting, IMTLWeights):
+            self.tap = FeatureTap.for_modules(shared_modules)
 
     def _unpack(self, output: torch.Tensor, need_aux: bool) -> dict[str, torch.Tensor]:
         out = unpack_semiseg_output(output, self.out_channels, self.num_cls_classes)
@@ -165,7 +175,10 @@ class SemiSegCAWLoss(nn.Module):
         weighting = self.weighting
         if weighting is None:  # only the supervised stage has none, and it returned above
             raise RuntimeError("SemiSegCAWLoss: no loss weighting module")
-        total = weighting([seg_total, cls_total])
+        if self.tap is not None:
+            total = weighting([seg_total, cls_total], shared=self.tap.pop())
+        else:
+            total = weighting([seg_total, cls_total])
         w = weighting.weights
         terms.update(w_seg=w[0].detach(), w_cls=w[1].detach())
         return {"loss": total, **terms, "pred": o_l["seg"].detach()}

@@ -104,6 +104,11 @@ class ClassElevateSeg(nn.Module):
         feats.append(x)
         return feats
 
+    def shared_feature_module(self) -> nn.Module:
+        """The module whose output (ResNet-18's last stage, 1/32, 512 channels) both the decoder and the classifier
+        read: the shared representation of IMTL-G (:class:`~usseg_monai.networks.feature_tap.FeatureTap`)."""
+        return self.encoder.layer4
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(seg_logits [B, out_channels, *spatial], cls_logits [B, num_classes])``.
 

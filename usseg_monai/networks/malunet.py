@@ -314,6 +314,11 @@ class MALUNet(nn.Module):
             if isinstance(m, ExternalAttention):
                 m.tie_memories()
 
+    def shared_feature_module(self) -> nn.Module:
+        """The module whose output (the bottleneck, 1/32, before its GELU) both the decoder and the class head read:
+        the shared representation of IMTL-G (:class:`~usseg_monai.networks.feature_tap.FeatureTap`)."""
+        return self.encoder[5]
+
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Segmentation logits, and class logits when the head is enabled.
 

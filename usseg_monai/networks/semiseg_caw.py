@@ -152,6 +152,16 @@ class SemiSegCAWNet(nn.Module):
         configs that build, but never run, the pretraining of the supervised baseline)."""
         return self.class_elevate if self.class_elevate is not None else self.core
 
+    def shared_feature_modules(self) -> list[nn.Module]:
+        """The modules whose outputs every task of a network reads (the core's bottleneck, and ClassElevateSeg's
+        when the auxiliary branch is on), for IMTL-G's gradient balance
+        (:class:`~usseg_monai.losses.semiseg_caw.SemiSegCAWLoss` ``shared_modules``)."""
+        mods = [self.core.shared_feature_module()]
+        ce = self.class_elevate
+        if ce is not None:
+            mods.append(ce.shared_feature_module())
+        return mods
+
     def auxiliary_map(self, x: torch.Tensor) -> torch.Tensor:
         """ClassElevateSeg's lesion probability ``[B, 1, x, y]`` in [0, 1].
 

@@ -226,6 +226,11 @@ class UNeXt(nn.Module):
     def _up(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
+    def shared_feature_module(self) -> nn.Module:
+        """The module whose output (the bottleneck, 1/32) both the decoder and the class head read: the shared
+        representation of IMTL-G (:class:`~usseg_monai.networks.feature_tap.FeatureTap`)."""
+        return self.block4
+
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Segmentation logits, and class logits when the head is enabled.
 
