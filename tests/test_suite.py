@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from usseg_monai.data.io import atomic_write_json, load_png
-from usseg_monai.suite import PROTOCOLS, plan_suite, reuse_mismatch, run_suite
+from usseg_monai.suite import (
+    PROTOCOLS,
+    epoch_length_mismatch,
+    plan_suite,
+    record_epoch_length,
+    reuse_mismatch,
+    run_suite,
+)
 
 
 CAL_PROJECT, CAL_OFFICIAL = "calipers (recipe project)", "calipers (recipe crbnet_official)"
@@ -216,6 +223,10 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path, monkeypatch):
         "UNeXt, full masks", "UNeXt, reduced masks", "SemiSeg-CAW (UNeXt)",
     ]  # fmt: skip
     assert [r["datalists"]["train"]["n_with_mask"] for r in b[:3]] == [6, 4, 4]
+    # every row trains epochs over the whole training section (6 images, batch 2: 3 iterations), the reduced-mask
+    # and SemiSeg-CAW rows too, whose loaders hold 4 masked images (2 batches)
+    assert {r["timing"]["train_iterations"] for r in b} == {3} and {r["timing"]["epoch_length"] for r in b} == {3}
+    assert all(r["section_epochs"] for r in b)
     assert "classification" in b[2] and "classification" not in b[0]  # only SemiSeg-CAW predicts classes
     assert "| SemiSeg-CAW (MALUNet) |" in report.read_text()
     # finished runs are reused, not retrained
@@ -230,6 +241,8 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path, monkeypatch):
         ("PhantomA", "few_masks (50% masks)"),
     }  # fmt: skip
     assert len(merged["runs"]) == 24
+    few_its = {r["method"]: r["timing"]["train_iterations"] for r in merged["runs"] if r["protocol"] == "few_masks (50% masks)"}
+    assert set(few_its.values()) == {3}, few_its  # CRII-Net's loaders hold 3 unlabeled / 3 labeled images
     # the few-masks reference is the calipers table's project-recipe UNet, not trained again
     few = [r for r in merged["runs"] if r["protocol"] == "few_masks (50% masks)"]
     assert few[-1]["run_id"] == "unet_full-project"
@@ -277,6 +290,15 @@ def test_reuse_mismatch_names_what_differs():
         record, b, record["bundle_overrides"], 0, "a" * 64
     )
     assert reuse_mismatch(record, b, record["bundle_overrides"], 0, "b" * 64) is None
+    # the epoch length: recorded, or (older records) the iterations over the budget's epochs
+    record["timing"] = {"train_iterations": 600}  # cpu-quick: 12 epochs of 50
+    assert record_epoch_length(record) == 50.0
+    assert reuse_mismatch(record, b, record["bundle_overrides"], 0, None, 50) is None
+    assert "epochs of 50 iterations, not 63" in reuse_mismatch(record, b, record["bundle_overrides"], 0, None, 63)
+    record["timing"]["epoch_length"] = 63
+    assert reuse_mismatch(record, b, record["bundle_overrides"], 0, None, 63) is None
+    assert epoch_length_mismatch({"timing": {}}, 63) == "no epoch length recorded"
+    assert epoch_length_mismatch({"timing": {}}, None) is None
 
 
 def test_config_digest_follows_the_configs(tmp_path):
@@ -304,6 +326,8 @@ def test_cli_rejects_bundle_with_suite(phantom, tmp_path, capsys):
     assert "either a bundle" in capsys.readouterr().err
     assert main(["benchmark", "--train-datalist", str(phantom), "--test-datalist", str(phantom), "--output", str(tmp_path / "w")]) == 2
     assert "give a bundle" in capsys.readouterr().err
+    assert main(args[:1] + args[2:] + ["--section-epochs"]) == 2
+    assert "--section-epochs applies to one bundle" in capsys.readouterr().err
 
 
 def test_merge_keeps_every_invocation_and_replaces_a_repeated_one(tmp_path):

@@ -53,6 +53,7 @@ __all__ = [
     "Budget",
     "BUDGETS",
     "get_budget",
+    "section_epoch_length",
     "run_benchmark",
     "add_benchmark_arguments",
     "add_benchmark_parser",
@@ -104,8 +105,7 @@ class Budget:
         """Training epochs over ``n_items`` items: ``max_epochs``, or enough epochs for ``max_iterations``."""
         if self.max_iterations <= 0:
             return int(self.max_epochs)
-        per_epoch = max(1, math.ceil(int(n_items) / int(self.batch_size)))
-        return max(1, math.ceil(int(self.max_iterations) / per_epoch))
+        return max(1, math.ceil(int(self.max_iterations) / section_epoch_length(n_items, self.batch_size)))
 
 
 #: per-protocol settings of the ``paper`` budget (``../shared/docs/methods.md``): CRBNet's reference code trains
@@ -175,6 +175,12 @@ BUDGETS: dict[str, Budget] = {
         ),
     )
 }
+
+
+def section_epoch_length(n_items: int, batch_size: int) -> int:
+    """Iterations of one epoch over a training section of ``n_items`` items at ``batch_size``:
+    ``ceil(n_items / batch_size)`` (at least 1)."""
+    return max(1, math.ceil(int(n_items) / int(batch_size)))
 
 
 def get_budget(name: str, **overrides: Any) -> Budget:
@@ -450,6 +456,7 @@ def run_benchmark(
     results_name: str = "results.json",
     threads: int | None = None,
     test_variants: Mapping[str, Mapping[str, Any]] | None = None,
+    section_epochs: bool = False,
 ) -> dict[str, Any]:
     """Train ``bundle`` at ``budget`` on ``train_datalist[train_key]``, score it on ``test_datalist[test_key]``.
 
@@ -475,6 +482,11 @@ def run_benchmark(
         test_variants: further test passes of the same final checkpoint, ``{name: inference overrides}`` (e.g.
             CRBNet's ``{"radical": {"inference_mode": "radical"}}``); each is scored like the main pass and stored
             under ``results["test_variants"][name]`` (predictions in ``run_dir/predictions_<name>``).
+        section_epochs: every epoch is :func:`section_epoch_length` iterations (``ceil(training items / batch)``,
+            ignite's ``epoch_length``), whatever part of the training section the bundle's loader iterates (the
+            masked images of SemiSeg-CAW and its reduced-mask baselines, CRII-Net's unlabeled stream): the rows of
+            a table that train on parts of one training section then train the same number of iterations.
+            ``False``: an epoch is one pass of the bundle's loader.
 
     Returns:
         The results dictionary (also written to ``run_dir / results_name``).
@@ -544,6 +556,14 @@ def run_benchmark(
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     trainer = wf.parser.get_parsed_content("train#trainer")
+    if section_epochs:
+        length = section_epoch_length(len(train_items), b.batch_size)
+        if int(trainer.state.epoch_length or 0) != length:
+            logger.info(
+                "epochs of %d iterations (ceil(%d training items / batch %d)) instead of the loader's %s",
+                length, len(train_items), b.batch_size, trainer.state.epoch_length,
+            )
+            trainer.state.epoch_length = length
     network_def = wf.parser.get_parsed_content("network_def")
     training_recipe = describe_training(wf.parser)
     n_params = int(sum(p.numel() for p in network_def.parameters()))
@@ -598,6 +618,7 @@ def run_benchmark(
         "budget": {**asdict(b), "image_size": image_size},
         "seed": int(seed),
         "bundle_overrides": dict(bundle_overrides or {}),
+        "section_epochs": bool(section_epochs),
         "datalists": {
             "train": {
                 "path": str(train_datalist),
@@ -619,6 +640,7 @@ def run_benchmark(
             # network construction): apart from training; the suite imports MONAI once per process
             "setup_s": t_train - t_start,
             "train_iterations": len(timer.times),
+            "epoch_length": int(trainer.state.epoch_length),
             "seconds_per_iteration": float(np.mean(timer.times)) if timer.times else None,
             "seconds_per_iteration_median": float(np.median(timer.times)) if timer.times else None,
             "inference_ms_per_image": float(np.mean(infer_times) * 1000.0) if infer_times else None,
@@ -666,6 +688,11 @@ def add_benchmark_arguments(parser: Any) -> Any:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per core)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="extra bundle override, e.g. --set learning_rate=0.003")
     parser.add_argument("--output", required=True, help="run folder (checkpoints, predictions, results.json); with --suite the suite's folder")
+    parser.add_argument(
+        "--section-epochs", action="store_true",
+        help="every epoch is ceil(training items / batch) iterations, whatever part of them the bundle's loader "
+        "iterates (as the suite's class-label and few-mask tables train every row)",
+    )
     from usseg_monai.suite import add_suite_arguments
 
     add_suite_arguments(parser)
@@ -679,6 +706,8 @@ def benchmark_main(args: Any) -> int:
             raise ValueError(f"give either a bundle ({args.bundle!r}) or --suite, not both")
         if args.set:
             raise ValueError("--set applies to one bundle; the suite sets each run's overrides itself")
+        if args.section_epochs:
+            raise ValueError("--section-epochs applies to one bundle; the suite sets it for the tables that need it")
         from usseg_monai.suite import suite_main
 
         return suite_main(args)
@@ -711,6 +740,7 @@ def benchmark_main(args: Any) -> int:
         n_resamples=args.n_resamples,
         bundle_overrides=overrides,
         threads=args.threads,
+        section_epochs=args.section_epochs,
     )
     print(Path(args.output) / "results.json")
     return 0

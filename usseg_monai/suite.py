@@ -112,6 +112,9 @@ class RunSpec:
         test_variants: further test passes of the run (``{name: inference overrides}``,
             :func:`usseg_monai.benchmark.run_benchmark`).
         test_variant: the test pass this row reports (``None``: the main one).
+        section_epochs: epochs of ``ceil(training items / batch)`` iterations whatever part of the training section
+            the row's loader iterates (:func:`usseg_monai.benchmark.run_benchmark`), so that the rows of a table
+            that train on different parts of one section train the same number of iterations.
     """
 
     run_id: str
@@ -124,6 +127,7 @@ class RunSpec:
     recipe: str | None = None
     test_variants: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     test_variant: str | None = None
+    section_epochs: bool = False
 
 
 def _amount_label(value: float | int) -> str:
@@ -186,11 +190,14 @@ def plan_suite(
             for key, name in BACKBONES:
                 sup = {"backbone": key, "method": "supervised", **cls}
                 runs += [
-                    RunSpec(f"{key}_full", protocol, f"{name}, full masks", semiseg, "full", sup, note),
-                    RunSpec(f"{key}_reduced_c{n}", protocol, f"{name}, reduced masks", semiseg, f"class_only:{n}", sup, note),
+                    RunSpec(f"{key}_full", protocol, f"{name}, full masks", semiseg, "full", sup, note, section_epochs=True),
+                    RunSpec(
+                        f"{key}_reduced_c{n}", protocol, f"{name}, reduced masks", semiseg, f"class_only:{n}", sup, note,
+                        section_epochs=True,
+                    ),
                     RunSpec(
                         f"semiseg_{key}_c{n}", protocol, f"SemiSeg-CAW ({name})", semiseg, f"class_only:{n}",
-                        {"backbone": key, **cls}, note,
+                        {"backbone": key, **cls}, note, section_epochs=True,
                     ),
                 ]
     if "few_masks" in protocols:
@@ -198,7 +205,7 @@ def plan_suite(
         for f in fractions:
             protocol = f"few_masks ({_amount_label(float(f))} masks)"
             tag = f"{float(f):g}"
-            base = dict(protocol=protocol, bundle=crii, train_variant=f"labeled:{tag}", recipe=rname)
+            base = dict(protocol=protocol, bundle=crii, train_variant=f"labeled:{tag}", recipe=rname, section_epochs=True)
             runs += [
                 RunSpec(f"crii_labeled_only_{tag}-{rname}", method="labeled only", overrides={"method": "labeled_only"}, **base),
                 RunSpec(f"crii_mean_teacher_{tag}-{rname}", method="mean teacher", overrides={"method": "mean_teacher"}, **base),
@@ -209,7 +216,7 @@ def plan_suite(
                     f"crii_net_both_{tag}-{rname}", method="CRII-Net, unlabeled signal to both heads",
                     overrides={"method": "crii_net", "unlabeled_target": "both"}, **base,
                 ),
-                RunSpec(f"unet_full-{rname}", protocol, "UNet, full masks (reference)", unet, recipe=rname),
+                RunSpec(f"unet_full-{rname}", protocol, "UNet, full masks (reference)", unet, recipe=rname, section_epochs=True),
             ]
     if recipes is not None:
         unknown_r = sorted(set(recipes) - set(RECIPES))
@@ -272,9 +279,10 @@ def _check_recipes_accepted(plan: Sequence[RunSpec]) -> None:
 
 
 def _check_tables(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """After the runs: every table's rows trained with one recipe (:func:`usseg_monai.recipes.check_same_recipe`;
-    the calipers rows, which train on the same images, also for the same number of iterations); per table its
-    recipe name and line (printed above the table). Runs from before recipes were recorded are not checked.
+    """After the runs: every table's rows trained with one recipe (:func:`usseg_monai.recipes.check_same_recipe`)
+    and for the same number of iterations (the calipers rows train on the same images; the class-label and
+    few-mask rows count epochs over the whole training section, ``RunSpec.section_epochs``); per table its recipe
+    name and line (printed above the table). Runs from before recipes were recorded are not checked for recipes.
 
     Raises:
         ValueError: a table whose rows differ.
@@ -284,10 +292,9 @@ def _check_tables(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]
         group = [r for r in runs if r["protocol"] == title]
         trained = [(str(r["method"]), r["training_recipe"]) for r in group if r.get("training_recipe")]
         check_same_recipe(trained, title)
-        if protocol_key(title) == "calipers":
-            its = {str(r["method"]): (r.get("timing") or {}).get("train_iterations") for r in group}
-            if len(set(its.values())) > 1:
-                raise ValueError(f"table {title!r}: the rows trained for different numbers of iterations {its}")
+        its = {str(r["method"]): (r.get("timing") or {}).get("train_iterations") for r in group}
+        if len(set(its.values())) > 1:
+            raise ValueError(f"table {title!r}: the rows trained for different numbers of iterations {its}")
         name = group[0].get("recipe")
         recipe = RECIPES.get(name) if name else None
         tables[title] = {"recipe": name, "line": recipe_line(recipe, trained[0][1] if trained else None)}
@@ -365,13 +372,40 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def record_epoch_length(record: Mapping[str, Any]) -> float | None:
+    """Iterations per epoch of a run record: ``timing.epoch_length``, or for records written before it was kept
+    the iterations run over the budget's epochs (``None`` when neither is known)."""
+    timing = record.get("timing") or {}
+    if timing.get("epoch_length"):
+        return float(timing["epoch_length"])
+    epochs = (record.get("budget") or {}).get("max_epochs")
+    its = timing.get("train_iterations")
+    return float(its) / float(epochs) if its and epochs else None
+
+
+def epoch_length_mismatch(record: Mapping[str, Any], expected: int | None) -> str | None:
+    """Why ``record`` did not train epochs of ``expected`` iterations (``None``: it did, or nothing is expected)."""
+    if expected is None:
+        return None
+    have = record_epoch_length(record)
+    if have is None or abs(have - expected) > 1e-9:
+        return f"epochs of {have:g} iterations, not {expected}" if have is not None else "no epoch length recorded"
+    return None
+
+
 def reuse_mismatch(
-    record: Mapping[str, Any], budget: Any, overrides: Mapping[str, Any], seed: int, digest: str | None = None
+    record: Mapping[str, Any],
+    budget: Any,
+    overrides: Mapping[str, Any],
+    seed: int,
+    digest: str | None = None,
+    epoch_length: int | None = None,
 ) -> str | None:
     """Why ``record`` is not the run the suite would train with ``budget``, ``overrides`` and ``seed`` (``None``: it
-    is): the budget's settings (its description aside), the bundle overrides and the seed must be equal, and the
+    is): the budget's settings (its description aside), the bundle overrides and the seed must be equal, the
     bundle's configs (:func:`usseg_monai.bundle_paths.config_digest` ``digest``) where the record has their digest
-    (records written before it was kept have none)."""
+    (records written before it was kept have none), and with ``epoch_length`` the iterations per epoch
+    (:func:`epoch_length_mismatch`)."""
     want = {k: v for k, v in dataclasses.asdict(budget).items() if k != "description"}
     have = {k: v for k, v in (record.get("budget") or {}).items() if k in want}
     if _as_json(want) != _as_json(have):
@@ -382,7 +416,7 @@ def reuse_mismatch(
         return f"seed {record.get('seed')} differs from {seed}"
     if digest is not None and record.get("bundle_config_sha256") not in (None, digest):
         return f"the bundle's configs changed since the run (digest {str(record['bundle_config_sha256'])[:12]} now {digest[:12]})"
-    return None
+    return epoch_length_mismatch(record, epoch_length)
 
 
 def _merge_results(path: Path, new: Mapping[str, Any]) -> dict[str, Any]:
@@ -461,7 +495,7 @@ def run_suite(
             overrides and seed (:func:`reuse_mismatch`), is written back (:func:`runs_of_results`) and not trained
             again. Its predictions are not in the file, so its tables have no gallery.
     """
-    from usseg_monai.benchmark import get_budget, run_benchmark
+    from usseg_monai.benchmark import get_budget, run_benchmark, section_epoch_length
 
     t0 = time.perf_counter()
     train_datalist, test_datalist = Path(train_datalist).resolve(), Path(test_datalist).resolve()
@@ -469,6 +503,7 @@ def run_suite(
         if not p.is_file():
             raise DatasetError(f"{what} datalist not found: {p}")
     data = load_datalist(train_datalist, check_files=False)
+    n_train = len(data.get(train_key) or [])
     spatial_dims = int(data.get("spatial_dims", 2))
     if num_cls_classes is None and isinstance(data.get("classes"), list) and data["classes"]:
         num_cls_classes = len(data["classes"])
@@ -493,13 +528,18 @@ def run_suite(
             results_path = run_dir / "results.json"
             wanted = variants_of.get(spec.run_id) or {}
             res = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else None
+            # the rows of a section-epochs table train epochs of ceil(training items / batch) iterations
+            length = section_epoch_length(n_train, run_b.batch_size) if spec.section_epochs else None
             if res is not None and set(wanted) - set(res.get("test_variants") or {}):
                 logger.info("suite: %s lacks test pass(es) %s, run again", results_path, sorted(set(wanted) - set(res.get("test_variants") or {})))
+                res = None
+            if res is not None and epoch_length_mismatch(res, length):
+                logger.info("suite: %s trained %s, run again", results_path, epoch_length_mismatch(res, length))
                 res = None
             overrides = {**(RECIPES[spec.recipe].overrides() if spec.recipe else {}), **dict(spec.overrides)}
             kept = reusable.get((dataset_name, spec.run_id))
             if res is None and kept is not None:
-                why = reuse_mismatch(kept, run_b, overrides, seed, config_digest(resolve_bundle(spec.bundle))) or (
+                why = reuse_mismatch(kept, run_b, overrides, seed, config_digest(resolve_bundle(spec.bundle)), length) or (
                     f"lacks test pass(es) {sorted(set(wanted) - set(kept['test_variants']))}"
                     if set(wanted) - set(kept["test_variants"]) else None
                 )  # fmt: skip
@@ -517,7 +557,7 @@ def run_suite(
                 res = run_benchmark(
                     spec.bundle, dl, test_datalist, run_dir, train_key=train_key, val_key=val_key, test_key=test_key,
                     budget=run_b, seed=seed, device=device, n_resamples=n_resamples,
-                    bundle_overrides=overrides, threads=threads, test_variants=wanted,
+                    bundle_overrides=overrides, threads=threads, test_variants=wanted, section_epochs=spec.section_epochs,
                 )
             done[spec.run_id] = res
         entry = {k: v for k, v in done[spec.run_id].items() if k != "test_variants"}
