@@ -9,9 +9,9 @@
    datalist is written beside the original (its relative paths stay valid) as ``<name>_carved_s<seed>.json``. The
    datalist's own validation / test sections are not read.
 2. Every variant of the method (:data:`VARIANTS`) trains its bundle at the budget with
-   :func:`usseg_monai.benchmark.run_benchmark` on its training variant of the carved datalist (the results
+   :func:`usseg_monai.evaluation.runner.run_benchmark` on its training variant of the carved datalist (the results
    suite's: ``full``, caliper pseudo-labels ``radical`` / ``conservative``, ``class_only:<n>``,
-   ``labeled:<fraction>``, :func:`usseg_monai.suite.variant_datalist`) and is scored on the carved validation
+   ``labeled:<fraction>``, :func:`usseg_monai.evaluation.plan.variant_datalist`) and is scored on the carved validation
    section; every CRBNet run is also scored with each branch alone (the inference-mode ablation). Within a method
    every run trains with one recipe unless the variant is about the recipe (:data:`METHOD_RECIPES`). A variant
    whose ``results.json`` exists is not run again (the script resumes).
@@ -34,12 +34,12 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from usseg_monai.benchmark import BUDGETS, get_budget, run_benchmark
+from usseg_monai.evaluation import BUDGETS, get_budget, run_benchmark
 from usseg_monai.data.io import atomic_write_json, atomic_write_text, load_datalist, write_datalist
 from usseg_monai.data.splits import split_items
 from usseg_monai.metrics import bootstrap_ci
 from usseg_monai.recipes import PROTOCOL_RECIPES, RECIPES
-from usseg_monai.suite import variant_datalist
+from usseg_monai.evaluation import variant_datalist
 
 CRBNET, UNET = "crbnet_us_2d_segmentation", "unet_us_2d_segmentation"
 CRII, CAW = "crii_net_us_2d_segmentation", "semiseg_caw_us_2d_segmentation"
@@ -58,7 +58,7 @@ class Variant(NamedTuple):
     what: str
 
 
-#: per method, the protocol its budget and recipe are taken from (:meth:`usseg_monai.benchmark.Budget.for_protocol`)
+#: per method, the protocol its budget and recipe are taken from (:meth:`usseg_monai.evaluation.budgets.Budget.for_protocol`)
 METHOD_PROTOCOLS = {"crbnet": "calipers", "crii_net": "few_masks", "semiseg_caw": "class_labels"}
 #: per method, the recipe every variant trains with (``None``: the bundle's own; the CRBNet variants name theirs,
 #: since its ablation compares recipes); as the results suite's tables

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # #20 item 3, for a lent GPU: iteration / floor of every bundle at the papers' 256x256 (3D at 64x64x32) with the
 # data path on the GPU (augment_device cuda:0: the cache and the random transforms on the device, num_workers 0,
-# AMP on), and the projected training time of the paper budget (usseg_monai.benchmark.PAPER_PROTOCOLS):
+# AMP on), and the projected training time of the paper budget (usseg_monai.evaluation.budgets.PAPER_PROTOCOLS):
 #   calipers (UNet, CRBNet): 30000 iterations at batch 24;
 #   class labels (SemiSeg-CAW): 300 epochs at batch 8 over the 499 BUSI training images = 18900 iterations;
 #   few masks (CRII-Net): 200 epochs at batch 8 over the 373 unlabeled images of a 10% split = 9400 iterations.

@@ -47,7 +47,7 @@ from monailabel.utils.others.generic import strtobool
 from usseg_monai.bundle_paths import trains_from_calipers
 from usseg_monai.calipers import measure_calipers
 from usseg_monai.data.io import DatasetError, atomic_write_json
-from usseg_monai.errors import find_in_chain
+from usseg_monai.utils.errors import find_in_chain
 from usseg_monai.transforms import CalipersFromPointsd, ConstrainToCalipersd, MeasureLesiond
 from usseg_monai.transforms.outputs import SaveMeasurementsd, SaveOverlayd
 

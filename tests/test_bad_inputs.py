@@ -32,7 +32,7 @@ from usseg_monai.config_checks import (
     image_header,
 )
 from usseg_monai.data.io import DatasetError, save_volume
-from usseg_monai.errors import CheckpointError, CheckpointNotFoundError, ConfigError, InputError
+from usseg_monai.utils.errors import CheckpointError, CheckpointNotFoundError, ConfigError, InputError
 
 UNET2D = BUNDLES_DIR / "unet_us_2d_segmentation"
 UNET3D = BUNDLES_DIR / "unet_us_3d_segmentation"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from usseg_monai.benchmark import BUDGETS, Budget, get_budget, run_benchmark
+from usseg_monai.evaluation import BUDGETS, Budget, get_budget, run_benchmark
 from usseg_monai.data.io import DatasetError
 
 BUNDLE = "unet_us_2d_segmentation"

@@ -13,6 +13,7 @@ import pytest
 from test_prepare_busi import make_busi
 from test_prepare_ddti import make_ddti
 from usseg_monai import cli
+from usseg_monai.cli.options import count_or_fraction
 
 
 def test_prepare_busi_and_split(tmp_path, capsys):
@@ -68,11 +69,11 @@ def test_errors_exit_2_with_one_line(tmp_path, capsys):
 
 
 def test_count_or_fraction():
-    assert cli.count_or_fraction("20") == 20 and isinstance(cli.count_or_fraction("20"), int)
-    assert cli.count_or_fraction("0.04") == 0.04 and cli.count_or_fraction("rest") == "rest"
+    assert count_or_fraction("20") == 20 and isinstance(count_or_fraction("20"), int)
+    assert count_or_fraction("0.04") == 0.04 and count_or_fraction("rest") == "rest"
     for bad in ("-1", "1.5", "many"):
         with pytest.raises(Exception):
-            cli.count_or_fraction(bad)
+            count_or_fraction(bad)
 
 
 def test_help_lists_every_dataset(capsys):
@@ -219,7 +220,7 @@ def test_version(capsys):
 
 
 def test_parse_set_options_json_values_and_errors():
-    from usseg_monai.cli import parse_set_options, parse_value
+    from usseg_monai.cli.options import parse_set_options, parse_value
 
     assert parse_set_options(["image_size=[256,256]", "lr=0.5", "name=unext", "flag=true", "expr=$@a + 1"]) == {
         "image_size": [256, 256], "lr": 0.5, "name": "unext", "flag": True, "expr": "$@a + 1"}
@@ -259,7 +260,7 @@ def test_os_error_message_form(monkeypatch, tmp_path, capsys):
     def boom(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(tmp_path / "x.json"))
 
-    monkeypatch.setattr("usseg_monai.data.prepared.split_datalist", boom)
+    monkeypatch.setattr("usseg_monai.cli.data.split_datalist", boom)
     rc = cli.main(["split", "--datalist", str(tmp_path / "d.json"), "--labeled", "0.5", "-o", str(tmp_path / "x.json")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err == f"usseg split: error: {tmp_path / 'x.json'}: Permission denied"

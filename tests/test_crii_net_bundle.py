@@ -328,7 +328,7 @@ def test_cps_bundle_trains_resumes_evaluates_infers_and_exports(bundle, tmp_path
     from monai.bundle import ConfigParser, ConfigWorkflow
 
     from usseg_monai.export import load_program
-    from usseg_monai.export import main as export_main
+    from usseg_monai.cli import main as usseg_main
 
     d = 2 if bundle is BUNDLE2D else 3
     size = [32, 32] if d == 2 else [32, 32, 16]
@@ -387,8 +387,8 @@ def test_cps_bundle_trains_resumes_evaluates_infers_and_exports(bundle, tmp_path
         return
     # export: the program's weights are the first network's, nothing of the second
     out = tmp_path / "model.pt2"
-    rc = export_main(
-        ["--bundle_root", str(work), "--config_file", str(bundle / "configs" / "inference.json"),
+    rc = usseg_main(
+        ["export", "--bundle_root", str(work), "--config_file", str(bundle / "configs" / "inference.json"),
          "--meta_file", str(bundle / "configs" / "metadata.json"), "--ckpt_file", str(work / "models" / "model.pt"),
          "--output", str(out), "--override", "dataset_dir", str(data), "--override", "image_size", json.dumps(size),
          "--override", "method", json.dumps("cps")]

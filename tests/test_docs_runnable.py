@@ -159,7 +159,7 @@ def lint_block(block: str, root: Path) -> list[str]:
                 need_file(opts[key], key, cmd)
             need_written(opts["ckpt_file"], "the checkpoint", cmd)
             written.add(os.path.normpath(opts["filepath"]))
-        elif args[:3] == ["python", "-m", "usseg_monai.export"]:
+        elif Path(args[0]).name == "usseg" and args[1:2] == ["export"]:
             for key in ("meta_file", "config_file"):
                 need_file(opts[key], key, cmd)
             need_written(opts["ckpt_file"], "the checkpoint", cmd)
@@ -253,7 +253,7 @@ def test_runnable_block_runs_in_a_fresh_copy(name: str, block: str, tmp_path: Pa
         models = copy / "outputs" / bundle / "models"
         expected = {"model.pt", "checkpoint.pt"}
         expected |= {"model.ts"} if "ckpt_export" in block else set()
-        expected |= {"model.pt2"} if "usseg_monai.export" in block else set()
+        expected |= {"model.pt2"} if "usseg export" in block else set()
         assert {p.name for p in models.iterdir()} >= expected
         eval_dir = copy / "outputs" / bundle / "eval"
         assert (eval_dir / "dice_raw.csv").read_text().startswith("filename,lesion,mean")

@@ -101,7 +101,7 @@ def _balanced_checkpoint(bundle: Path, work: Path, dataset: Path, size: list[int
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):  # noqa: F811
-    """The trained bundle (lesion bias balanced) exported by ``python -m usseg_monai.export`` in process.
+    """The trained bundle (lesion bias balanced) exported by ``usseg export`` in process.
 
     Returns ``(bundle, work, dataset, checkpoint, .pt2 path)``.
     """

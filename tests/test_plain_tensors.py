@@ -125,7 +125,7 @@ def test_augment_device_moves_the_cached_tensors_and_is_checked():
     assert moved["image"].device.type == "meta" and moved["label"].device.type == "meta" and moved["case"] == 0
     assert PlainTensorsd()(_item(0))["image"].device.type == "cpu"
     from usseg_monai.config_checks import check_settings
-    from usseg_monai.errors import ConfigError
+    from usseg_monai.utils.errors import ConfigError
 
     assert check_settings({"augment_device": "cuda:1", "num_workers": 0})["augment_device"] == "cuda:1"
     with pytest.raises(ConfigError, match=r"setting 'augment_device' must be 'cpu', 'cuda' or 'cuda:N'.*got 'gpu'"):

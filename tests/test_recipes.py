@@ -95,7 +95,7 @@ def test_recipes_set_every_recipe_key():
 
 
 def test_deciding_budget_settings():
-    from usseg_monai.benchmark import BUDGETS, get_budget
+    from usseg_monai.evaluation.budgets import BUDGETS, get_budget
 
     b = BUDGETS["cpu-decide"]
     assert (b.image_size(2), b.image_size(3), b.batch_size, b.max_iterations) == ([128, 128], [64, 64, 32], 16, 1040)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from usseg_monai.data.io import DatasetError, load_png, save_png
-from usseg_monai.report import choose_gallery_cases, load_suite_results, markdown_report, write_report
+from usseg_monai.evaluation.figures import choose_gallery_cases
+from usseg_monai.evaluation.report import load_suite_results, markdown_report, write_report
 
 
 def _ci(mean, lo, hi, n=3):
@@ -130,7 +131,7 @@ def test_load_suite_results_errors(tmp_path, suite):
 
 
 def test_bundle_readme_sections(suite, tmp_path):
-    from usseg_monai.report import README_BEGIN, README_END, bundle_results_markdown, update_bundle_readmes
+    from usseg_monai.evaluation.report import README_BEGIN, README_END, bundle_results_markdown, update_bundle_readmes
 
     suite["runs"][0]["bundle"] = "unet_b"
     suite["runs"][1]["bundle"] = "method_b"
@@ -204,7 +205,7 @@ def test_per_protocol_budgets_are_stated_when_they_differ(suite):
 
 
 def test_at_a_glance_tests_each_claim_pair_on_the_same_images():
-    from usseg_monai.report import claim_rows
+    from usseg_monai.evaluation.report import claim_rows
 
     rng = np.random.default_rng(0)
     base = rng.uniform(0.3, 0.8, size=20)
@@ -234,7 +235,8 @@ def test_at_a_glance_tests_each_claim_pair_on_the_same_images():
 
 
 def test_targets_compare_with_the_best_baseline_and_state_the_verdict():
-    from usseg_monai.report import target_rows, target_verdict
+    from usseg_monai.evaluation.claims import target_verdict
+    from usseg_monai.evaluation.report import target_rows
 
     assert target_verdict({"ci_low": 0.0, "ci_high": 0.1}, 0.0, strict=False) == "met"
     assert target_verdict({"ci_low": 0.0, "ci_high": 0.1}, 0.0, strict=True) == "not decided"

@@ -204,7 +204,7 @@ def test_two_stages_hand_over_class_elevate(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_supervised_baseline_and_classification_in_the_benchmark(tiny, tmp_path):
-    from usseg_monai.benchmark import run_benchmark
+    from usseg_monai.evaluation.runner import run_benchmark
 
     # partition: 2 of 6 training images class-only; the supervised baseline trains on the other 4 masks only
     data = json.loads((tiny / "datalist.json").read_text())

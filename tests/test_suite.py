@@ -10,14 +10,9 @@ import numpy as np
 import pytest
 
 from usseg_monai.data.io import atomic_write_json, load_png
-from usseg_monai.suite import (
-    PROTOCOLS,
-    epoch_length_mismatch,
-    plan_suite,
-    record_epoch_length,
-    reuse_mismatch,
-    run_suite,
-)
+from usseg_monai.evaluation.claims import PROTOCOLS
+from usseg_monai.evaluation.plan import plan_suite
+from usseg_monai.evaluation.suite import epoch_length_mismatch, record_epoch_length, reuse_mismatch, run_suite
 
 
 CAL_PROJECT, CAL_OFFICIAL = "calipers (recipe project)", "calipers (recipe crbnet_official)"
@@ -99,7 +94,7 @@ def test_every_row_of_a_recipe_table_trains_with_the_recipe():
 
 def test_a_row_that_differs_from_its_table_is_refused():
     from usseg_monai.recipes import RECIPES, check_bundle_accepts, check_same_recipe
-    from usseg_monai.suite import RunSpec, _check_recipes_accepted, check_row_overrides
+    from usseg_monai.evaluation.plan import RunSpec, check_recipes_accepted, check_row_overrides
 
     a = {"optimizer": "SGD", "learning_rate": 0.01, "weight_decay": 1e-4, "momentum": 0.9, "lr_schedule": "PolynomialLR",
          "lr_step": "iteration", "augmentation": [{"transform": "OneOf"}], "loss_family": "CE + Dice",
@@ -114,22 +109,23 @@ def test_a_row_that_differs_from_its_table_is_refused():
     with pytest.raises(ValueError, match="does not declare"):
         check_bundle_accepts({"optimizer_name": "sgd"}, RECIPES["project"], "b")
     with pytest.raises(ValueError, match="unknown recipe"):
-        _check_recipes_accepted([RunSpec("r", "p", "m", "unet_us_2d_segmentation", recipe="fast")])
+        check_recipes_accepted([RunSpec("r", "p", "m", "unet_us_2d_segmentation", recipe="fast")])
     with pytest.raises(ValueError, match=r"row 'm' of 'p' overrides recipe key\(s\) \['learning_rate'\]"):
         check_row_overrides([RunSpec("r", "p", "m", "b", overrides={"learning_rate": 1.0, "method": "x"}, recipe="project")])
     check_row_overrides(plan_suite(PROTOCOLS, 2))
 
 
 def test_run_budgets_share_the_reference_only_at_one_budget():
-    from usseg_monai.benchmark import BUDGETS
-    from usseg_monai.suite import _run_budgets, protocol_key
+    from usseg_monai.evaluation.budgets import BUDGETS
+    from usseg_monai.evaluation.claims import protocol_key
+    from usseg_monai.evaluation.plan import run_budgets
 
     plan = plan_suite(PROTOCOLS, 2, class_only=(48, 96), fractions=(0.04, 0.1), num_cls_classes=6)
     assert protocol_key("class_labels (48 class-only)") == "class_labels" and protocol_key(CAL_PROJECT) == "calipers"
-    quick = _run_budgets(plan, BUDGETS["cpu-quick"])
+    quick = run_budgets(plan, BUDGETS["cpu-quick"])
     assert len(quick) == len(plan)
     assert all(rb == BUDGETS["cpu-quick"] and rid == spec.run_id for spec, (rb, rid) in zip(plan, quick))
-    paper = _run_budgets(plan, BUDGETS["paper"])
+    paper = run_budgets(plan, BUDGETS["paper"])
     by = {(spec.protocol, spec.method): rb_id for spec, rb_id in zip(plan, paper)}
     ref_cal = by[(CAL_PROJECT, "UNet, full masks")]
     ref_few = by[("few_masks (4% masks)", "UNet, full masks (reference)")]
@@ -151,7 +147,7 @@ def phantom(tmp_path_factory) -> Path:
 
 
 def test_variant_datalists(phantom, tmp_path):
-    from usseg_monai.suite import variant_datalist
+    from usseg_monai.evaluation.plan import variant_datalist
 
     assert variant_datalist("full", phantom, "training", tmp_path, 0) == phantom
     rad = json.loads(variant_datalist("radical", phantom, "training", tmp_path, 0).read_text())
@@ -255,7 +251,7 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("trained a run the results file holds")
 
-    monkeypatch.setattr("usseg_monai.benchmark.run_benchmark", no_training)
+    monkeypatch.setattr("usseg_monai.evaluation.suite.run_benchmark", no_training)
     quiet = {**kw, "report": None}
     again = run_suite(["calipers"], "PhantomA", phantom, phantom, tmp_path / "w2", **quiet, reuse_runs=kept)
     before = {(r["protocol"], r["method"]): r for r in merged["runs"] if r["dataset"] == "PhantomA"}
@@ -274,7 +270,7 @@ def test_smallest_budget_end_to_end_and_merge(phantom, tmp_path, monkeypatch):
 
 
 def test_reuse_mismatch_names_what_differs():
-    from usseg_monai.benchmark import get_budget
+    from usseg_monai.evaluation.budgets import get_budget
 
     b = get_budget("cpu-quick")
     record = {"budget": {**dataclasses.asdict(b), "description": "old words", "image_size": [64, 64]},
@@ -331,7 +327,7 @@ def test_cli_rejects_bundle_with_suite(phantom, tmp_path, capsys):
 
 
 def test_merge_keeps_every_invocation_and_replaces_a_repeated_one(tmp_path):
-    from usseg_monai.suite import _merge_results
+    from usseg_monai.evaluation.suite import _merge_results
 
     path = tmp_path / "results.json"
 

@@ -4,7 +4,7 @@ A bad override or a bad file found in epoch 3, or reported as a chain of MONAI `
 ConfigExpression`` tracebacks, costs the user the run and the time to decode it. Every bundle config therefore
 evaluates, at the top of ``initialize``:
 
-- :func:`install_error_hook`: an input error of this project (:class:`~usseg_monai.errors.InputError`: a bad
+- :func:`install_error_hook`: an input error of this project (:class:`~usseg_monai.utils.errors.InputError`: a bad
   setting, a :class:`~usseg_monai.data.io.DatasetError`, a missing or damaged checkpoint, ...) anywhere in an
   uncaught exception's chain is printed as one ``ERROR: ...`` line (``USSEG_TRACEBACK=1`` prints the traceback as
   usual); any other exception keeps its traceback.
@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from usseg_monai.calipers import load_calipers
 from usseg_monai.data.io import DatasetError, check_header_spacing
 from usseg_monai.engines.optim import LR_SCHEDULES, OPTIMIZERS
-from usseg_monai.errors import CheckpointError, CheckpointNotFoundError, ConfigError, InputError, find_in_chain
+from usseg_monai.utils.errors import CheckpointError, CheckpointNotFoundError, ConfigError, InputError, find_in_chain
 from usseg_monai.handlers.training_state import check_writable_dir
 from usseg_monai.transforms.augment import AUGMENTATIONS
 
@@ -279,14 +279,14 @@ def check_data_items(
 
 
 def _input_error(exc: BaseException | None) -> InputError | None:
-    """The first :class:`~usseg_monai.errors.InputError` in ``exc``'s cause/context chain."""
+    """The first :class:`~usseg_monai.utils.errors.InputError` in ``exc``'s cause/context chain."""
     return find_in_chain(exc, InputError)
 
 
 def install_error_hook() -> None:
     """Print an uncaught input error as one ``ERROR: ...`` line instead of a traceback (exit status stays 1).
 
-    Only :class:`~usseg_monai.errors.InputError` s (a :class:`~usseg_monai.data.io.DatasetError`, a bad setting,
+    Only :class:`~usseg_monai.utils.errors.InputError` s (a :class:`~usseg_monai.data.io.DatasetError`, a bad setting,
     a missing or damaged checkpoint, an unwritable folder, a non-finite loss), found anywhere in the exception's
     chain (e.g. under MONAI's ``Failed to evaluate ConfigExpression``), are shortened; with ``USSEG_TRACEBACK=1`` or
     for any other exception the previous hook runs. Idempotent.

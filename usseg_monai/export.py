@@ -15,7 +15,7 @@ size of 1 is never kept dynamic, so the smallest accepted size is ``2 * multiple
 
 Command line::
 
-    python -m usseg_monai.export --bundle_root bundles/unet_us_2d_segmentation \\
+    usseg export --bundle_root bundles/unet_us_2d_segmentation \\
         --config_file bundles/unet_us_2d_segmentation/configs/inference.json \\
         --ckpt_file bundles/unet_us_2d_segmentation/models/model.pt --output model.pt2
     usseg export ...   # the same options
@@ -23,11 +23,9 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ import torch
 import torch.nn as nn
 from torch.export import Dim, ExportedProgram
 
-from usseg_monai.data.io import DatasetError, atomic_path
+from usseg_monai.data.io import atomic_path
 
 __all__ = [
     "export_program",
@@ -45,8 +43,6 @@ __all__ = [
     "ExportedNetwork",
     "load_exported_network",
     "export_bundle_checkpoint",
-    "add_export_parser",
-    "main",
     "METADATA_FILE",
 ]
 
@@ -147,7 +143,7 @@ def load_program(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"exported program {path} not found (create it with python -m usseg_monai.export)")
+        raise FileNotFoundError(f"exported program {path} not found (create it with usseg export)")
     files: dict[str, Any] = {name: "" for name in extra_files}
     program = torch.export.load(str(path), extra_files=files)
     return program, {k: v.decode() if isinstance(v, bytes) else v for k, v in files.items()}
@@ -258,84 +254,3 @@ def export_bundle_checkpoint(
         raise ValueError(f"exported program {out} differs from the eager network by {diff:.3g} (> {atol})")
     logger.info("exported %s (checkpoint %s) to %s, max |diff| %.2g", net_id, ckpt_file, out, diff)
     return out
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config_file", required=True, nargs="+", help="bundle config file(s), e.g. configs/inference.json")
-    p.add_argument("--ckpt_file", required=True, help="checkpoint: the network state_dict (models/model.pt)")
-    p.add_argument("--output", required=True, help="the .pt2 file to write (atomically)")
-    p.add_argument("--bundle_root", default=None, help="the bundle folder (default: the config file's parent's parent)")
-    p.add_argument("--meta_file", default=None, help="metadata.json (default <bundle_root>/configs/metadata.json)")
-    p.add_argument("--net_id", default="network_def", help="network id in the config (default network_def)")
-    p.add_argument("--key_in_ckpt", default="", help="key of the weights in a nested checkpoint (default: none)")
-    p.add_argument(
-        "--input_shape", type=int, nargs="+", default=None, help="example input [B, C, *spatial] (default from config)"
-    )
-    p.add_argument("--static_batch", action="store_true", help="do not make the batch size dynamic")
-    p.add_argument("--static_spatial", action="store_true", help="do not make the spatial sizes dynamic")
-    p.add_argument(
-        "--override",
-        nargs=2,
-        action="append",
-        metavar=("KEY", "VALUE"),
-        default=[],
-        help="config override, VALUE parsed as JSON when possible (e.g. --override image_size '[64, 64]')",
-    )
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        out = _export_from_args(args)
-    except FileNotFoundError as e:  # ``usseg`` reports DatasetError/ValueError as a one-line message
-        raise DatasetError(str(e)) from e
-    print(f"exported {args.net_id} to {out}")
-    return 0
-
-
-def _export_from_args(args: argparse.Namespace) -> Path:
-    from usseg_monai.cli import parse_value
-
-    return export_bundle_checkpoint(
-        args.config_file if len(args.config_file) > 1 else args.config_file[0],
-        args.ckpt_file,
-        args.output,
-        meta_file=args.meta_file,
-        bundle_root=args.bundle_root,
-        net_id=args.net_id,
-        key_in_ckpt=args.key_in_ckpt,
-        input_shape=args.input_shape,
-        dynamic_batch=not args.static_batch,
-        dynamic_spatial=not args.static_spatial,
-        **{k: parse_value(v) for k, v in args.override},
-    )
-
-
-def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
-    """``usseg export``: a bundle checkpoint to a ``torch.export`` ``.pt2`` file (dynamic batch and spatial size)."""
-    from usseg_monai.cli import common_options
-
-    p = subparsers.add_parser(
-        "export",
-        parents=[common_options()],
-        help="export a bundle checkpoint with torch.export to a .pt2 file (dynamic batch and spatial size)",
-        description=__doc__.split("\n\n")[0],
-    )
-    _add_arguments(p)
-    p.set_defaults(func=_run)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m usseg_monai.export``: returns 0, or 2 with a one-line message for a missing file or bad input."""
-    p = argparse.ArgumentParser(prog="python -m usseg_monai.export", description=__doc__.split("\n\n")[0])
-    _add_arguments(p)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return _run(args)
-    except (DatasetError, ValueError) as e:
-        print(f"usseg export: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

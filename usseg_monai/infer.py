@@ -43,7 +43,6 @@ conservative and radical labels (:class:`usseg_monai.transforms.calipers.Constra
 
 from __future__ import annotations
 
-import argparse
 import csv
 import fnmatch
 import logging
@@ -78,7 +77,6 @@ __all__ = [
     "collect_inputs",
     "model_overrides",
     "run_infer",
-    "add_infer_parser",
 ]
 
 logger = logging.getLogger(__name__)
@@ -580,57 +578,3 @@ def run_infer(
     summary.seconds = time.perf_counter() - start
     atomic_write_json(out / "summary.json", summary.to_dict())
     return summary
-
-
-def _run(args: argparse.Namespace) -> int:
-    from usseg_monai.cli import parse_set_options
-
-    summary = run_infer(
-        args.bundle,
-        args.inputs,
-        args.output,
-        model=args.model,
-        calipers=args.calipers,
-        batch_size=args.batch_size,
-        device=args.device,
-        spacing=args.spacing,
-        exclude=args.exclude or (),
-        overrides=parse_set_options(args.set),
-    )
-    print(
-        f"usseg infer: {len(summary.items)} images from {summary.n_files} inputs in {summary.seconds:.1f} s: "
-        f"{summary.n_with_lesion} with a lesion ({summary.n_lesions} lesions measured), {len(summary.failures)} failed; "
-        f"masks, overlays and measurements.csv in {summary.output_dir}"
-    )
-    for f in summary.failures:
-        print(f"usseg infer: failed: {f.source}: {f.reason}", file=sys.stderr)
-    return 0 if summary.ok else 1
-
-
-def add_infer_parser(subparsers: argparse._SubParsersAction) -> None:
-    """``usseg infer BUNDLE INPUT... --output DIR``."""
-    from usseg_monai.cli import common_options
-
-    p = subparsers.add_parser(
-        "infer",
-        parents=[common_options()],
-        help="run a trained bundle on image, DICOM or volume files and folders (no datalist needed)",
-        description="Run a trained bundle's inference.json on image, DICOM or volume files and folders, with no "
-        "datalist and no prepare step: masks in the inputs' own size, overlays, measurements.csv, summary.json.",
-        epilog="Exit code: 0 every input ran, 1 some failed (the others ran), 2 bad usage.",
-    )
-    p.add_argument("bundle", help="a bundle folder or a name under bundles/ (e.g. unet_us_2d_segmentation)")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image / DICOM / volume files and folders")
-    p.add_argument("--output", "-o", required=True, help="folder for masks, overlays, measurements.csv, summary.json")
-    p.add_argument("--model", help="a .pt / .pth checkpoint, .ts (TorchScript) or .pt2 (torch.export) file "
-                   "(default: the bundle's models/model.pt)")
-    p.add_argument("--calipers", help="a caliper JSON (one image) or a folder of <name>.json: constrain the masks")
-    p.add_argument("--batch-size", type=int, help="images per forward pass (default 8 in 2D, 1 in 3D)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the GPU where there is one)")
-    p.add_argument("--spacing", type=float, nargs=2, metavar=("SX", "SY"),
-                   help="mm per pixel of plain images (PNG / JPEG ... carry none; DICOM and volumes use their own)")
-    p.add_argument("--exclude", action="append", metavar="GLOB", help="leave out files matching this name pattern "
-                   "(repeatable), e.g. --exclude '*_mask*.png' for a BUSI folder")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override an inference.json key (repeatable), e.g. --set image_size=[256,256]")
-    p.set_defaults(func=_run)

@@ -4,7 +4,7 @@ A :class:`Recipe` is the optimiser, its learning rate, weight decay and momentum
 augmentation and its rotation range. It reaches a bundle as overrides of the bundle keys ``optimizer_name``,
 ``learning_rate``, ``weight_decay``, ``momentum``, ``lr_schedule`` (:func:`usseg_monai.engines.make_lr_scheduler`),
 ``augmentation`` (:func:`usseg_monai.transforms.train_augmentation`) and ``rotate_range``; image size, batch size and
-iterations come from the budget (:class:`usseg_monai.benchmark.Budget`), the same for every row too.
+iterations come from the budget (:class:`usseg_monai.evaluation.budgets.Budget`), the same for every row too.
 
 The results suite gives each protocol table one recipe (:data:`PROTOCOL_RECIPES`) and checks twice that no row
 silently differs:

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from usseg_monai.data.io import DatasetError, atomic_write_json, read_json
+from usseg_monai.utils.errors import DatasetError
+from usseg_monai.utils.fileio import atomic_write_json, read_json
 
 __all__ = [
     "CALIPER_FORMAT",

@@ -26,7 +26,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from usseg_monai.calipers.annotation import CaliperAnnotation, CaliperLesion
-from usseg_monai.data.io import DatasetError
+from usseg_monai.utils.errors import DatasetError
 
 __all__ = [
     "label_lesions",

@@ -13,7 +13,6 @@ The source folder is never written to. Masks are binarised with ``> 0``; the spa
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import time
@@ -24,12 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from usseg_monai.calipers import save_calipers
 from usseg_monai.data.io import (
     DATALIST_SECTIONS,
     ROOTS_KEY,
     DatasetError,
     atomic_write_json,
     derived_roots,
+    ensure_not_inside,
     load_datalist,
     load_png,
     load_volume,
@@ -38,7 +39,7 @@ from usseg_monai.data.io import (
 )
 from usseg_monai.data.prepared import DEFAULT_CALIPER_MIN_VOXELS, CaliperDerivation, build_summary, safe_item_id
 
-__all__ = ["derive_dataset_calipers", "load_mask", "add_calipers_parser"]
+__all__ = ["derive_dataset_calipers", "load_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +124,6 @@ def derive_dataset_calipers(
     data = load_datalist(dl_path, check_files=True)
     out_dir = prepare_output_dir(output_dir, src_dir, overwrite=overwrite)
     if dl_path.parent.resolve() != src_dir.resolve():
-        from usseg_monai.data.io import ensure_not_inside
-
         ensure_not_inside(out_dir, dl_path.parent)
     base = dl_path.parent
     counts: Counter = Counter()
@@ -150,8 +149,6 @@ def derive_dataset_calipers(
                 item_id = _item_id(item, used)
                 ann, n_small = derivation.derive(mask, spacing, item_id, where)
                 rel = f"calipers/{item_id}.json"
-                from usseg_monai.calipers import save_calipers
-
                 save_calipers(out_dir / rel, ann)
                 counts.update(files=1, lesions=len(ann), empty=int(len(ann) == 0), small=n_small,
                               replaced=int("calipers" in item))
@@ -179,61 +176,3 @@ def derive_dataset_calipers(
         dl_path, counts["files"], counts["lesions"], counts["empty"], out_dir, summary["seconds"],
     )
     return summary
-
-
-def _run_calipers(args: argparse.Namespace) -> int:
-    summary = derive_dataset_calipers(
-        args.dataset_dir,
-        args.output,
-        datalist=args.datalist,
-        jitter_mm=args.jitter_mm,
-        seed=args.seed,
-        min_voxels=args.min_voxels,
-        sections=args.sections,
-        absolute_paths=args.absolute_paths,
-        overwrite=args.overwrite,
-    )
-    c = summary["calipers"]
-    print(
-        f"calipers: {c['files']} files ({c['lesions']} lesions, {c['empty_annotations']} without lesion, "
-        f"{c['small_components_ignored']} speckle components ignored) -> {summary['output']}"
-    )
-    return 0
-
-
-def add_calipers_parser(subparsers: argparse._SubParsersAction) -> None:
-    """``usseg calipers DATASET_DIR --output OUT_DIR``: caliper JSON files derived from a dataset's masks."""
-    from usseg_monai.cli import common_options
-
-    p = subparsers.add_parser(
-        "calipers",
-        parents=[common_options()],
-        help="derive caliper JSON files from a dataset's masks into a new dataset folder",
-        description="Derive, for every item with a mask, the calipers a clinician would draw (long and short "
-        "axis; 3D: and the third axis) and write OUT_DIR/calipers/<id>.json plus OUT_DIR/datalist.json, whose "
-        "items keep the source's image/label files and add 'calipers'. An empty mask gives an annotation "
-        "without lesions. The source folder is never written to.",
-    )
-    p.add_argument("dataset_dir", help="a prepared dataset folder (or any folder with a datalist of masks)")
-    p.add_argument("-o", "--output", required=True, help="the new dataset folder (created; must be empty)")
-    p.add_argument("--datalist", default=None, help="datalist to read (default DATASET_DIR/datalist.json)")
-    p.add_argument(
-        "--jitter-mm", type=float, default=0.0, help="simulated reader variability, std of endpoint moves (mm)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the jitter (default 0)")
-    p.add_argument(
-        "--min-voxels",
-        type=int,
-        default=DEFAULT_CALIPER_MIN_VOXELS,
-        help=f"mask components smaller than this are speckle, not lesions (default {DEFAULT_CALIPER_MIN_VOXELS})",
-    )
-    p.add_argument(
-        "--sections",
-        nargs="+",
-        choices=DATALIST_SECTIONS,
-        default=None,
-        help="sections whose items get calipers (default all; the others are copied)",
-    )
-    p.add_argument("--absolute-paths", action="store_true", help="absolute image/label paths in the new datalist")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
-    p.set_defaults(func=_run_calipers)

@@ -24,6 +24,7 @@ from .io import (
     load_datalist,
     resolve_item_paths,
 )
+from .splits import partition_training, resolve_count
 
 __all__ = ["load_datalist_section", "load_semi_supervised_sections", "datalist_class_names", "PATH_KEYS"]
 
@@ -156,8 +157,6 @@ def load_semi_supervised_sections(
         DatasetError: no labeled item, no unlabeled item (with ``require_unlabeled``), or a class index out of
             range; the message names the datalist, the section and the item.
     """
-    from .splits import partition_training, resolve_count
-
     path = Path(data_list_file_path)
     items = load_datalist_section(
         path, data_list_key, require_label=False, check_files=check_files, label_key=label_key

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -42,7 +43,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from usseg_monai import __version__
 from usseg_monai.data.io import DatasetError, atomic_write_json, cache_dir, load_datalist
+from usseg_monai.data.prepared import PreparedDatasetWriter
 from usseg_monai.data.splits import SplitOptions
 
 __all__ = [
@@ -859,9 +862,6 @@ def prepare_phantom(
         ValueError: bad ``spatial_dims``, ``n_images``, ``image_size`` or ``class_fractions``.
         DatasetError: non-empty output folder without ``overwrite``.
     """
-    from usseg_monai import __version__
-    from usseg_monai.data.prepared import PreparedDatasetWriter
-
     opts = SplitOptions.resolve(
         split if split is not None else SplitOptions(seed=seed, val_fraction=0.25), **split_kwargs
     )
@@ -912,10 +912,6 @@ def prepare_phantom(
 
 def phantom_dataset_key(spatial_dims: int, n_images: int, image_size: Sequence[int], seed: int) -> str:
     """Cache key of a phantom dataset: its parameters, the usseg_monai version, the model and layout revisions."""
-    import re
-
-    from usseg_monai import __version__
-
     version = re.sub(r"[^A-Za-z0-9.]+", "_", __version__)
     return (
         f"n{n_images}_{'x'.join(str(int(s)) for s in image_size)}_seed{seed}_v{version}_r{PHANTOM_MODEL_REVISION}"

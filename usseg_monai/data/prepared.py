@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from usseg_monai import __version__
+from usseg_monai.calipers import calipers_from_mask, label_lesions, save_calipers
 from usseg_monai.data.io import (
     DATALIST_SECTIONS,
     ROOTS_KEY,
@@ -39,6 +41,7 @@ from usseg_monai.data.io import (
     StagedOutput,
     atomic_write_json,
     derived_roots,
+    load_datalist,
     save_png,
     save_volume,
     write_datalist,
@@ -106,8 +109,6 @@ class CaliperDerivation:
 
     def derive(self, mask: np.ndarray, spacing: Any, item_id: str, where: str) -> tuple[Any, int]:
         """``(annotation, n_small)``: the calipers of ``mask`` and how many components were too small."""
-        from usseg_monai.calipers import calipers_from_mask, label_lesions
-
         _, _, sizes = label_lesions(mask)
         ann = calipers_from_mask(
             mask,
@@ -347,8 +348,6 @@ class PreparedDatasetWriter:
         """Derive and write ``calipers/<item_id>.json`` for ``mask``; return its datalist path."""
         ann, n_small = self.caliper_derivation.derive(mask, spacing, item_id, where)
         rel = f"calipers/{item_id}.json"
-        from usseg_monai.calipers import save_calipers
-
         save_calipers(self.staging_dir / rel, ann)
         self.caliper_counts.update(files=1, lesions=len(ann), empty=int(len(ann) == 0), small_components=n_small)
         return rel
@@ -451,8 +450,6 @@ def build_summary(
     datalist: dict[str, Any], *, name: str = "", source: Any = None, output_dir: Any = None
 ) -> dict[str, Any]:
     """Counts of a datalist: per split, per class, per class and split, cases, supervision levels."""
-    from usseg_monai import __version__
-
     per_split = {s: len(datalist.get(s, [])) for s in DATALIST_SECTIONS}
     all_items = [it for s in DATALIST_SECTIONS for it in datalist.get(s, [])]
     per_class = dict(sorted(Counter(it.get("class", "") for it in all_items if "class" in it).items()))
@@ -543,8 +540,6 @@ def split_datalist(
         ValueError: nothing to do, or bad split/partition parameters.
         TypeError: a keyword that is not a :class:`~usseg_monai.data.splits.SplitOptions` field.
     """
-    from usseg_monai.data.io import load_datalist
-
     opts = SplitOptions.resolve(split, **split_kwargs)
     src = Path(datalist_path)
     dst = Path(output_path)

@@ -17,7 +17,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
-from usseg_monai.errors import NonFiniteLossError
+from usseg_monai.utils.errors import NonFiniteLossError
 from usseg_monai.transforms.plain import SOURCE_KEY
 
 __all__ = ["StopOnNonFiniteLoss", "batch_sources"]
@@ -54,7 +54,7 @@ def batch_sources(batch: Any, image_key: str = "image") -> list[str]:
 
 
 class StopOnNonFiniteLoss:
-    """Raise :class:`~usseg_monai.errors.NonFiniteLossError` (a ``FloatingPointError``) at the first iteration
+    """Raise :class:`~usseg_monai.utils.errors.NonFiniteLossError` (a ``FloatingPointError``) at the first iteration
     whose loss is NaN or infinite.
 
     Args:

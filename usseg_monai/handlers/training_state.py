@@ -31,7 +31,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
-from usseg_monai.errors import CheckpointError, CheckpointNotFoundError, OutputNotWritableError
+from usseg_monai.utils.errors import CheckpointError, CheckpointNotFoundError, OutputNotWritableError
 
 __all__ = [
     "TrainingStateLoader",

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from usseg_monai.calipers.measure import measure_mask
+from usseg_monai.metrics.bootstrap import bootstrap_ci
 from usseg_monai.metrics.segmentation import as_binary_mask
 
 __all__ = ["MEASUREMENT_ERROR_KEYS", "case_measurement_error", "measurement_error_summary"]
@@ -82,8 +83,6 @@ def measurement_error_summary(
         :func:`bootstrap_ci` dict over the measured cases), ``"n_measured"``, ``"n_missed"`` (lesion in the
         truth, none predicted), ``"n_no_truth"`` (lesion predicted on an empty truth), ``"n_both_empty"``.
     """
-    from usseg_monai.metrics.bootstrap import bootstrap_ci
-
     ok = [c for c in cases if c.get("status") == "ok"]
     names = {
         "long_axis_mae_mm": "long_axis_abs_err_mm",

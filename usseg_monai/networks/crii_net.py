@@ -42,6 +42,7 @@ import torch
 import torch.nn as nn
 from monai.networks.blocks import Convolution
 
+from usseg_monai.networks.mean_teacher import MeanTeacherNet
 from usseg_monai.networks.unet import DEFAULT_CHANNELS, DEFAULT_DROPOUT, PyMICConvBlock, PyMICUNet
 
 __all__ = [
@@ -250,8 +251,6 @@ def make_few_mask_network(
     Raises:
         ValueError: an unknown method.
     """
-    from .mean_teacher import MeanTeacherNet
-
     kw = dict(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, channels=channels,
               dropout=dropout, upsample=upsample)  # fmt: skip
     if method == "crii_net":

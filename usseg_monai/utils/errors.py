@@ -20,6 +20,7 @@ __all__ = [
     "CheckpointNotFoundError",
     "OutputNotWritableError",
     "NonFiniteLossError",
+    "DatasetError",
 ]
 
 
@@ -60,3 +61,7 @@ class OutputNotWritableError(InputError, PermissionError):
 
 class NonFiniteLossError(InputError, FloatingPointError):
     """Training produced a non-finite loss (names the iteration and the batch's images)."""
+
+
+class DatasetError(InputError, ValueError):
+    """Bad input data: the message names the file or field and what is wrong."""
