@@ -39,6 +39,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import monai.apps.utils  # noqa: F401  (creates the loggers main() quietens)
+import monai.bundle.scripts  # noqa: F401
+import torch
+from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
+
+from usseg_monai.data.io import CACHE_ENV
+
 __all__ = ["README_SECTIONS", "CheckResult", "check_bundle", "main"]
 
 #: Section headings of the model-zoo's docs/readme_template.md (bold markers and "(Optional)" aside; the
@@ -104,8 +111,6 @@ def check_version(bundle: Path, **_: object) -> str:
 
 
 def check_metadata(bundle: Path, schema: Path | None = None, **_: object) -> str:
-    from monai.bundle import verify_metadata
-
     meta_file = bundle / "configs" / "metadata.json"
     if schema is not None:
         verify_metadata(meta_file=str(meta_file), filepath=str(schema))
@@ -116,8 +121,6 @@ def check_metadata(bundle: Path, schema: Path | None = None, **_: object) -> str
 
 
 def check_shapes(bundle: Path, **_: object) -> str:
-    from monai.bundle import verify_net_in_out
-
     verify_net_in_out(
         net_id="network_def",
         meta_file=str(bundle / "configs" / "metadata.json"),
@@ -129,9 +132,6 @@ def check_shapes(bundle: Path, **_: object) -> str:
 
 
 def check_torchscript(bundle: Path, **_: object) -> str:
-    import torch
-    from monai.bundle import ckpt_export
-
     ts = bundle / "models" / "verify_model.ts"
     ckpt_export(
         net_id="network_def",
@@ -174,10 +174,6 @@ def check_handlers(bundle: Path, **_: object) -> str:
 
 
 def check_dataset_dir(bundle: Path, **_: object) -> str:
-    from monai.bundle import ConfigParser
-
-    from usseg_monai.data.io import CACHE_ENV
-
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         saved = os.environ.get(CACHE_ENV)
@@ -278,9 +274,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-v", "--verbose", action="store_true", help="keep MONAI's input summaries in the output")
     args = ap.parse_args(argv)
     if not args.verbose:  # MONAI logs an input summary per call at INFO: one PASS/FAIL line per check is the report
-        import monai.apps.utils  # noqa: F401  (creates the loggers to quieten)
-        import monai.bundle.scripts  # noqa: F401
-
         for name in list(logging.root.manager.loggerDict):
             if name.startswith(("monai.bundle", "monai.apps")):
                 logging.getLogger(name).setLevel(logging.WARNING)

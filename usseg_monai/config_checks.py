@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
+import torch
 
 from usseg_monai.calipers import load_calipers
 from usseg_monai.data.io import DatasetError, check_header_spacing
 from usseg_monai.engines.optim import LR_SCHEDULES, OPTIMIZERS
-from usseg_monai.utils.errors import CheckpointError, CheckpointNotFoundError, ConfigError, InputError, find_in_chain
 from usseg_monai.handlers.training_state import check_writable_dir
 from usseg_monai.transforms.augment import AUGMENTATIONS
+from usseg_monai.utils.errors import CheckpointError, CheckpointNotFoundError, ConfigError, InputError, find_in_chain
 
 __all__ = [
     "check_checkpoint",
@@ -315,8 +316,6 @@ def check_checkpoint(path: str | os.PathLike, what: str = "model") -> Path:
         CheckpointNotFoundError: no file at ``path`` (the message says how to get one).
         CheckpointError: the file is damaged (e.g. truncated) or not a checkpoint.
     """
-    import torch
-
     p = Path(path)
     if not p.is_file():
         raise CheckpointNotFoundError(

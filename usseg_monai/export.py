@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from monai.bundle import ConfigParser
 from torch.export import Dim, ExportedProgram
 
 from usseg_monai.data.io import atomic_path
@@ -206,8 +207,6 @@ def export_bundle_checkpoint(
         FileNotFoundError: a config, metadata or checkpoint file is missing (named).
         ValueError: the checkpoint does not fit the network, or the export does not reproduce it.
     """
-    from monai.bundle import ConfigParser
-
     configs = [config_file] if isinstance(config_file, (str, os.PathLike)) else list(config_file)
     for f in configs:
         if not Path(f).is_file():

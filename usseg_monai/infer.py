@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ignite.engine import Events
 from monai.bundle import ConfigParser
 
 import usseg_monai.export  # noqa: F401  (the .pt2 model override's expression names usseg_monai.export)
@@ -426,8 +427,6 @@ def _keep_dicom_spacing(summary_items: Sequence[InferItem], output_dir: Path, ou
 
 def _attach_progress(evaluator: Any, n_batches: int, n_images: int) -> None:
     """A tqdm progress bar on a terminal; otherwise a log line at every 10% (and at the end)."""
-    from ignite.engine import Events
-
     if sys.stderr.isatty():
         try:
             from ignite.handlers import ProgressBar

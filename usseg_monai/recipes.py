@@ -23,6 +23,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from monai.transforms import Compose, OneOf
+
 __all__ = [
     "Recipe",
     "RECIPES",
@@ -132,8 +134,6 @@ def check_bundle_accepts(config: Mapping[str, Any], recipe: Recipe, bundle: str)
 
 def _transform_summary(t: Any) -> Any:
     """A key-independent description of a (possibly nested) random transform: class, probability, ranges."""
-    from monai.transforms import Compose, OneOf
-
     name = type(t).__name__
     if isinstance(t, OneOf):
         return {name: [_transform_summary(c) for c in t.transforms], "weights": [round(float(w), 6) for w in t.weights]}

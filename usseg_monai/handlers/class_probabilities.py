@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from ignite.engine import Events
 from monai.data import MetaTensor
+from monai.networks import eval_mode
 
 from usseg_monai.data.io import atomic_write_text
 
@@ -72,8 +74,6 @@ class ClassProbabilityWriter:
         self._warned = False
 
     def attach(self, engine: Any) -> None:
-        from ignite.engine import Events
-
         engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
@@ -109,8 +109,6 @@ class ClassProbabilityWriter:
                 self._warned = True
             return
         x = images.to(engine.state.device) if isinstance(images, torch.Tensor) else images
-        from monai.networks import eval_mode
-
         with eval_mode(network):  # the evaluator restores the mode it found after its own pass
             _, logits = fn(x)
         probs = torch.softmax(logits.float(), dim=1).cpu()

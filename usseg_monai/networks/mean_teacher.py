@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from ignite.engine import Events
 
 __all__ = ["MeanTeacherNet", "EMAUpdateHandler", "MEAN_TEACHER_INFERENCE"]
 
@@ -91,8 +92,6 @@ class EMAUpdateHandler:
         self.network = net
 
     def attach(self, engine: Any) -> None:
-        from ignite.engine import Events
-
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Any) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, RandomizableTransform, Transform
+from monai.transforms import LoadImage, MapTransform, RandomizableTransform, Transform
 from monai.utils import ensure_tuple_rep
 
 from usseg_monai.calipers.annotation import (
@@ -147,8 +147,6 @@ class LoadCalipersd(MapTransform):
         self.min_voxels = int(min_voxels)
 
     def _from_mask(self, d: Mapping[Hashable, Any]) -> CaliperAnnotation:
-        from monai.transforms import LoadImage
-
         path = d[self.mask_key]
         mask = LoadImage(image_only=True, ensure_channel_first=True)(path) if isinstance(path, (str, os.PathLike)) else path
         arr = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)

@@ -34,7 +34,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.data.utils import affine_to_spacing
-from monai.transforms import MapTransform, Transform
+from monai.transforms import EnsureChannelFirst, LoadImage, MapTransform, Transform
 from scipy import ndimage
 
 from usseg_monai.calipers.measure import measure_mask
@@ -357,8 +357,6 @@ class SaveOverlayd(MapTransform):
                 f"SaveOverlayd: image shape {None if img is None else img.shape} does not match the prediction "
                 f"{pred_shape} and the original file {filename!r} cannot be read"
             )
-        from monai.transforms import EnsureChannelFirst, LoadImage
-
         loaded = LoadImage(reader=self.image_reader, image_only=True)(filename)
         loaded = EnsureChannelFirst()(loaded)
         if tuple(loaded.shape[1:]) != tuple(pred_shape):
