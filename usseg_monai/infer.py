@@ -65,7 +65,7 @@ from usseg_monai.bundle_paths import resolve_bundle
 from usseg_monai.calipers.annotation import load_calipers
 from usseg_monai.data.dicom import is_dicom, read_ultrasound_dicom
 from usseg_monai.data.io import DatasetError, atomic_path, atomic_write_json, ensure_not_inside, save_png
-from usseg_monai.transforms.outputs import image_stem
+from usseg_monai.transforms.output_meta import image_stem
 
 __all__ = [
     "IMAGE_SUFFIXES",

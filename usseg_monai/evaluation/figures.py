@@ -15,7 +15,8 @@ import numpy as np
 
 from usseg_monai.calipers.measure import measure_mask
 from usseg_monai.data.io import atomic_path, load_png, load_volume
-from usseg_monai.transforms.outputs import image_stem, largest_lesion_slice, overlay_image
+from usseg_monai.transforms.output_meta import image_stem
+from usseg_monai.transforms.overlay import largest_lesion_slice, overlay_image
 
 __all__ = ["CONTOUR_GT", "CONTOUR_PRED", "figure_dice", "figure_cases", "figure_curves", "figure_gallery", "choose_gallery_cases"]
 
