@@ -10,7 +10,7 @@ import numpy as np
 
 from usseg_monai.calipers import calipers_from_mask, save_calipers
 from usseg_monai.data.io import save_png, save_volume, write_datalist
-from usseg_monai.data.prepared import DEFAULT_CALIPER_MIN_VOXELS
+from usseg_monai.data.caliper_derivation import DEFAULT_CALIPER_MIN_VOXELS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLES_DIR = REPO_ROOT / "bundles"

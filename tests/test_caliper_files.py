@@ -12,12 +12,8 @@ import pytest
 from usseg_monai.calipers import calipers_from_mask, load_calipers
 from usseg_monai.data.caliper_files import derive_dataset_calipers, load_mask
 from usseg_monai.data.io import DatasetError, load_datalist, save_png
-from usseg_monai.data.prepared import (
-    DEFAULT_CALIPER_MIN_VOXELS,
-    CaliperDerivation,
-    PreparedDatasetWriter,
-    caliper_defaults,
-)
+from usseg_monai.data.caliper_derivation import DEFAULT_CALIPER_MIN_VOXELS, CaliperDerivation, caliper_defaults
+from usseg_monai.data.prepared import PreparedDatasetWriter
 
 
 def _disk(shape, centre, radii):

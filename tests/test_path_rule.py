@@ -18,7 +18,7 @@ from usseg_monai.calipers import calipers_from_mask, save_calipers
 from usseg_monai.data.caliper_files import derive_dataset_calipers
 from usseg_monai.data.datalist import load_datalist_section, load_semi_supervised_sections
 from usseg_monai.data.io import DatasetError, derived_roots, load_datalist, save_png, write_datalist
-from usseg_monai.data.prepared import split_datalist
+from usseg_monai.data.resplit import split_datalist
 from usseg_monai.data.pseudo_labels import pseudo_label_datalist
 
 

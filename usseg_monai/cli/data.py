@@ -21,7 +21,8 @@ from usseg_monai.data.ddti import prepare_ddti
 from usseg_monai.data.dicom import prepare_dicom
 from usseg_monai.data.io import DATALIST_SECTIONS
 from usseg_monai.data.phantom import prepare_phantom
-from usseg_monai.data.prepared import DEFAULT_CALIPER_MIN_VOXELS, split_datalist
+from usseg_monai.data.caliper_derivation import DEFAULT_CALIPER_MIN_VOXELS
+from usseg_monai.data.resplit import split_datalist
 from usseg_monai.data.volumes import prepare_volumes
 
 __all__ = ["add_prepare_parser", "add_split_parser", "add_calipers_parser"]

@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from usseg_monai.data.prepared import DEFAULT_CALIPER_MIN_VOXELS, caliper_defaults
+from usseg_monai.data.caliper_derivation import DEFAULT_CALIPER_MIN_VOXELS, caliper_defaults
 from usseg_monai.data.splits import SplitOptions
 
 __all__ = [
@@ -170,7 +170,7 @@ def add_caliper_options(p: argparse.ArgumentParser, always: bool = False) -> Non
 
 
 def caliper_context(args: argparse.Namespace, always: bool = False) -> Any:
-    """The :func:`~usseg_monai.data.prepared.caliper_defaults` block of the caliper options in ``args``."""
+    """The :func:`~usseg_monai.data.caliper_derivation.caliper_defaults` block of the caliper options in ``args``."""
     return caliper_defaults(
         always or args.calipers,
         jitter_mm=args.caliper_jitter_mm,

@@ -37,7 +37,9 @@ from usseg_monai.data.io import (
     prepare_output_dir,
     write_datalist,
 )
-from usseg_monai.data.prepared import DEFAULT_CALIPER_MIN_VOXELS, CaliperDerivation, build_summary, safe_item_id
+from usseg_monai.data.caliper_derivation import DEFAULT_CALIPER_MIN_VOXELS, CaliperDerivation
+from usseg_monai.data.prepared import safe_item_id
+from usseg_monai.data.summary import build_summary
 
 __all__ = ["derive_dataset_calipers", "load_mask"]
 
@@ -97,7 +99,7 @@ def derive_dataset_calipers(
         dataset_dir: the dataset folder (read only).
         output_dir: the new folder (created; must be empty unless ``overwrite``; not inside ``dataset_dir``).
         datalist: the datalist to read (default ``dataset_dir/datalist.json``); its paths are relative to it.
-        jitter_mm, seed, min_voxels: see :class:`usseg_monai.data.prepared.CaliperDerivation`.
+        jitter_mm, seed, min_voxels: see :class:`usseg_monai.data.caliper_derivation.CaliperDerivation`.
         sections: datalist sections whose items get calipers (default all); the other sections are copied
             with their paths rewritten.
         absolute_paths: write absolute image/label paths instead of paths relative to ``output_dir``.

@@ -849,8 +849,8 @@ def prepare_phantom(
         overwrite: allow a non-empty output folder.
         class_fractions: fractions of benign, malignant, normal images (normalised).
         caliper_jitter_mm, caliper_seed: simulated reader variability of the calipers (mm) and its seed, see
-            :class:`usseg_monai.data.prepared.CaliperDerivation`; ``None``: the enclosing
-            :func:`~usseg_monai.data.prepared.caliper_defaults`, else exact calipers.
+            :class:`usseg_monai.data.caliper_derivation.CaliperDerivation`; ``None``: the enclosing
+            :func:`~usseg_monai.data.caliper_derivation.caliper_defaults`, else exact calipers.
         split, **split_kwargs: split (stratified by class) and optional partition, see
             :class:`usseg_monai.data.splits.SplitOptions`; default ``SplitOptions(seed=seed,
             val_fraction=0.25)``, keywords override it (e.g. ``val_fraction=0.2``).

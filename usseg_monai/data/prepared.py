@@ -17,49 +17,27 @@ clinician would draw on that mask (an empty mask gives an annotation without les
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import logging
 import os
 import re
 import time
-import zlib
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from usseg_monai import __version__
-from usseg_monai.calipers import calipers_from_mask, label_lesions, save_calipers
-from usseg_monai.data.io import (
-    DATALIST_SECTIONS,
-    ROOTS_KEY,
-    DatasetError,
-    StagedOutput,
-    atomic_write_json,
-    derived_roots,
-    load_datalist,
-    save_png,
-    save_volume,
-    write_datalist,
-)
-from usseg_monai.data.splits import SplitOptions
+from usseg_monai.calipers import save_calipers
+from usseg_monai.data.caliper_derivation import current_caliper_derivation
+from usseg_monai.data.io import DatasetError, StagedOutput, atomic_write_json, save_png, save_volume, write_datalist
+from usseg_monai.data.splits import SplitOptions, apply_split
+from usseg_monai.data.summary import build_summary
 
-__all__ = [
-    "DEFAULT_CALIPER_MIN_VOXELS",
-    "CaliperDerivation",
-    "caliper_defaults",
-    "PreparedDatasetWriter",
-    "safe_item_id",
-    "apply_split",
-    "split_datalist",
-    "build_summary",
-]
+__all__ = ["PreparedDatasetWriter", "safe_item_id"]
 
 logger = logging.getLogger(__name__)
+
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -70,85 +48,6 @@ def safe_item_id(text: str) -> str:
     if not out:
         raise DatasetError(f"cannot build an item id from {text!r}")
     return out
-
-
-#: Connected mask components smaller than this many voxels get no calipers (speckle, not a lesion). Real masks
-#: hold a few such blobs: BUSI's mask files have 5 components of 1-5 pixels, the smallest real lesion has 175
-#: pixels; the reference bundles ignore predicted lesions under 20 voxels (``min_lesion_voxels``), so 20 is
-#: the default here too.
-DEFAULT_CALIPER_MIN_VOXELS = 20
-
-
-@dataclass(frozen=True)
-class CaliperDerivation:
-    """How calipers are derived from masks when a dataset is written.
-
-    Attributes:
-        enabled: derive calipers for every item with a mask.
-        jitter_mm: standard deviation (mm, per axis) of simulated reader variability,
-            :func:`usseg_monai.calipers.jitter_calipers`; 0 places the calipers exactly.
-        seed: seed of the jitter; item ``i`` uses the stream ``(seed, crc32(item id))``, so an item's calipers
-            do not depend on the order or number of items.
-        min_voxels: components smaller than this are speckle and get no calipers.
-    """
-
-    enabled: bool = False
-    jitter_mm: float = 0.0
-    seed: int = 0
-    min_voxels: int = DEFAULT_CALIPER_MIN_VOXELS
-
-    def __post_init__(self) -> None:
-        if not (float(self.jitter_mm) >= 0.0):
-            raise ValueError(f"caliper jitter_mm must be >= 0 (mm), got {self.jitter_mm}")
-        if int(self.min_voxels) < 1:
-            raise ValueError(f"caliper min_voxels must be >= 1, got {self.min_voxels}")
-
-    def item_seed(self, item_id: str) -> np.random.Generator:
-        """The jitter generator of one item (independent of the other items)."""
-        return np.random.default_rng(np.random.SeedSequence([int(self.seed), zlib.crc32(item_id.encode())]))
-
-    def derive(self, mask: np.ndarray, spacing: Any, item_id: str, where: str) -> tuple[Any, int]:
-        """``(annotation, n_small)``: the calipers of ``mask`` and how many components were too small."""
-        _, _, sizes = label_lesions(mask)
-        ann = calipers_from_mask(
-            mask,
-            spacing,
-            allow_empty=True,
-            min_voxels=int(self.min_voxels),
-            jitter_mm=float(self.jitter_mm),
-            seed=self.item_seed(item_id),
-            where=where,
-        )
-        ann.meta = {"derived_from": "mask", "min_voxels": int(self.min_voxels), "jitter_mm": float(self.jitter_mm)}
-        if self.jitter_mm > 0:
-            ann.meta["seed"] = int(self.seed)
-        return ann, int((sizes < int(self.min_voxels)).sum())
-
-
-_CALIPER_DEFAULTS: contextvars.ContextVar[CaliperDerivation] = contextvars.ContextVar(
-    "usseg_caliper_defaults", default=CaliperDerivation()
-)
-
-
-@contextlib.contextmanager
-def caliper_defaults(
-    enabled: bool = True,
-    jitter_mm: float = 0.0,
-    seed: int = 0,
-    min_voxels: int = DEFAULT_CALIPER_MIN_VOXELS,
-) -> Iterator[CaliperDerivation]:
-    """Make every :class:`PreparedDatasetWriter` created inside the block derive calipers (unless told otherwise).
-
-    This is how ``usseg prepare <dataset> --calipers`` reaches the writer a converter builds internally::
-
-        with caliper_defaults(jitter_mm=0.5):
-            prepare_busi(src, out)   # out/calipers/<id>.json for every image with a mask
-    """
-    token = _CALIPER_DEFAULTS.set(CaliperDerivation(enabled, jitter_mm, seed, min_voxels))
-    try:
-        yield _CALIPER_DEFAULTS.get()
-    finally:
-        _CALIPER_DEFAULTS.reset(token)
 
 
 def _float_list(values: Any) -> list[float]:
@@ -226,7 +125,7 @@ class PreparedDatasetWriter:
             "seed": caliper_seed,
             "min_voxels": caliper_min_voxels,
         }
-        self.caliper_derivation = replace(_CALIPER_DEFAULTS.get(), **{k: v for k, v in given.items() if v is not None})
+        self.caliper_derivation = replace(current_caliper_derivation(), **{k: v for k, v in given.items() if v is not None})
         self.caliper_counts = Counter()
 
     def __len__(self) -> int:
@@ -444,145 +343,3 @@ class PreparedDatasetWriter:
             summary["seconds"],
         )
         return summary
-
-
-def build_summary(
-    datalist: dict[str, Any], *, name: str = "", source: Any = None, output_dir: Any = None
-) -> dict[str, Any]:
-    """Counts of a datalist: per split, per class, per class and split, cases, supervision levels."""
-    per_split = {s: len(datalist.get(s, [])) for s in DATALIST_SECTIONS}
-    all_items = [it for s in DATALIST_SECTIONS for it in datalist.get(s, [])]
-    per_class = dict(sorted(Counter(it.get("class", "") for it in all_items if "class" in it).items()))
-    per_class_split = {
-        s: dict(sorted(Counter(it["class"] for it in datalist.get(s, []) if "class" in it).items()))
-        for s in DATALIST_SECTIONS
-    }
-    summary: dict[str, Any] = {
-        "name": name or datalist.get("name", ""),
-        "source": str(source) if source is not None else None,
-        "output": str(output_dir) if output_dir is not None else None,
-        "usseg_monai_version": __version__,
-        "spatial_dims": datalist.get("spatial_dims"),
-        "n_items": len(all_items),
-        "n_cases": len({it.get("case_id", it["image"]) for it in all_items}),
-        "n_with_mask": sum("label" in it for it in all_items),
-        "n_with_calipers": sum("calipers" in it for it in all_items),
-        "n_with_spacing": sum("spacing" in it for it in all_items),
-        "per_split": per_split,
-        "per_class": per_class,
-        "per_class_split": per_class_split,
-        "split": datalist.get("split", {}),
-    }
-    sup = Counter(it["supervision"] for it in datalist.get("training", []) if "supervision" in it)
-    if sup:
-        summary["training_supervision"] = {k: sup.get(k, 0) for k in ("mask", "class", "none")}
-    return summary
-
-
-def apply_split(
-    items: list[dict[str, Any]], split: SplitOptions | None = None, **split_kwargs: Any
-) -> dict[str, list[dict[str, Any]]]:
-    """Split prepared items and optionally partition the training part (:meth:`SplitOptions.apply`).
-
-    ``split``/``split_kwargs``: see :class:`usseg_monai.data.splits.SplitOptions`. Items are stratified
-    by ``class`` (when any item has one) and grouped by ``group`` if present, else ``case_id``. Returns
-    new item dicts per section (``training``/``validation``/``test``).
-    """
-    opts = SplitOptions.resolve(split, **split_kwargs)
-    split_key = "_split_group"
-    keyed = [dict(it, **{split_key: it.get("group", it.get("case_id", it["image"]))}) for it in items]
-    parts = opts.apply(keyed, stratify_key=_stratify_key(items), group_key=split_key)
-    for section in parts.values():
-        for it in section:
-            it.pop(split_key, None)
-    return parts
-
-
-def _stratify_key(items: list[dict[str, Any]]) -> str | None:
-    return "class" if any("class" in it for it in items) else None
-
-
-def _rebase(item: dict[str, Any], src_dir: Path, dst_dir: Path) -> dict[str, Any]:
-    out = dict(item)
-    for key in ("image", "label", "calipers"):
-        if key in out and not os.path.isabs(out[key]):
-            out[key] = Path(os.path.relpath((src_dir / out[key]).resolve(), dst_dir.resolve())).as_posix()
-    return out
-
-
-def split_datalist(
-    datalist_path: str | os.PathLike,
-    output_path: str | os.PathLike,
-    *,
-    split: SplitOptions | None = None,
-    resplit: bool = False,
-    overwrite: bool = False,
-    **split_kwargs: Any,
-) -> dict[str, Any]:
-    """Write a new datalist from a prepared one: re-split it and/or partition its training set.
-
-    Args:
-        datalist_path: a prepared ``datalist.json`` (its files must exist).
-        output_path: the new datalist file; paths are rewritten relative to its folder.
-        split, **split_kwargs: the settings, see :class:`usseg_monai.data.splits.SplitOptions` (keywords
-            override ``split``): the split ones are used with ``resplit``; ``labeled``/``class_only``
-            partition the training set (e.g. ``labeled=0.04`` for 4% masks), with ``seed``.
-        resplit: pool all sections and split again; otherwise the sections are kept as they are.
-        overwrite: replace an existing ``output_path``.
-
-    Returns:
-        The counts of the new datalist (:func:`build_summary`).
-
-    Raises:
-        DatasetError: unreadable datalist, an existing output without ``overwrite``, or a datalist whose
-            training set was already partitioned (its removed masks cannot be restored: start from the
-            converter's ``datalist.json``).
-        ValueError: nothing to do, or bad split/partition parameters.
-        TypeError: a keyword that is not a :class:`~usseg_monai.data.splits.SplitOptions` field.
-    """
-    opts = SplitOptions.resolve(split, **split_kwargs)
-    src = Path(datalist_path)
-    dst = Path(output_path)
-    if not resplit and not opts.partitions:
-        raise ValueError("nothing to do: give --resplit and/or --labeled/--class-only")
-    data = load_datalist(src, check_files=True)
-    if dst.resolve() == src.resolve():
-        raise DatasetError(f"output datalist {dst} is the input datalist; write the new datalist to another file")
-    if dst.exists() and not overwrite:
-        raise DatasetError(f"output datalist {dst} exists; pass overwrite=True (--overwrite) to replace it")
-    partial = [it["image"] for it in data.get("training", []) if it.get("supervision", "mask") != "mask"]
-    if partial:
-        raise DatasetError(
-            f"{src} is already partitioned ({len(partial)} training items without masks, e.g. {partial[0]}); "
-            "split the converter's original datalist.json instead"
-        )
-    sections = {s: [dict(it) for it in data.get(s, [])] for s in DATALIST_SECTIONS}
-    for its in sections.values():
-        for it in its:
-            it.pop("supervision", None)
-    if resplit:
-        pooled = [it for s in DATALIST_SECTIONS for it in sections[s]]
-        sections = apply_split(pooled, opts)
-        params = opts.record()
-    else:
-        sections["training"] = opts.partition(sections["training"], stratify_key=_stratify_key(sections["training"]))
-        params = dict(data.get("split", {}))
-        params.update(partition_seed=opts.seed, labeled=opts.labeled, class_only=opts.class_only)
-    out = {k: v for k, v in data.items() if k not in DATALIST_SECTIONS and k != ROOTS_KEY}
-    roots = derived_roots(data, src, dst.parent)
-    if roots:
-        out[ROOTS_KEY] = roots
-    out["split"] = params
-    out["derived_from"] = os.path.relpath(src.resolve(), dst.parent.resolve())
-    for s in DATALIST_SECTIONS:
-        out[s] = [_rebase(it, src.parent, dst.parent) for it in sections[s]]
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    write_datalist(dst.parent, out, name=dst.name)
-    summary = build_summary(out, name=out.get("name", ""), source=src, output_dir=dst)
-    logger.info(
-        "%s: %s%s",
-        dst,
-        ", ".join(f"{k} {v}" for k, v in summary["per_split"].items()),
-        f"; training supervision {summary['training_supervision']}" if "training_supervision" in summary else "",
-    )
-    return summary

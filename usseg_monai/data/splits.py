@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SplitOptions", "split_items", "partition_training", "resolve_count", "SUPERVISION_LEVELS"]
+__all__ = [
+    "SplitOptions", "split_items", "partition_training", "resolve_count", "SUPERVISION_LEVELS", "apply_split", "stratify_key",
+]
 
 SUPERVISION_LEVELS = ("mask", "class", "none")
 
@@ -335,7 +337,7 @@ class SplitOptions:
 
     Converters (``prepare_busi``, ``prepare_ddti``, ``prepare_dicom``, ``prepare_volumes``,
     ``prepare_phantom``), :meth:`usseg_monai.data.prepared.PreparedDatasetWriter.finalize` and
-    :func:`usseg_monai.data.prepared.split_datalist` take ``split=SplitOptions(...)`` or the same fields
+    :func:`usseg_monai.data.resplit.split_datalist` take ``split=SplitOptions(...)`` or the same fields
     as keywords (see :meth:`resolve`).
 
     Attributes:
@@ -440,3 +442,26 @@ class SplitOptions:
         )
         parts["training"] = self.partition(parts["training"], stratify_key=stratify_key)
         return parts
+
+
+def apply_split(
+    items: list[dict[str, Any]], split: SplitOptions | None = None, **split_kwargs: Any
+) -> dict[str, list[dict[str, Any]]]:
+    """Split prepared items and optionally partition the training part (:meth:`SplitOptions.apply`).
+
+    ``split``/``split_kwargs``: see :class:`usseg_monai.data.splits.SplitOptions`. Items are stratified
+    by ``class`` (when any item has one) and grouped by ``group`` if present, else ``case_id``. Returns
+    new item dicts per section (``training``/``validation``/``test``).
+    """
+    opts = SplitOptions.resolve(split, **split_kwargs)
+    split_key = "_split_group"
+    keyed = [dict(it, **{split_key: it.get("group", it.get("case_id", it["image"]))}) for it in items]
+    parts = opts.apply(keyed, stratify_key=stratify_key(items), group_key=split_key)
+    for section in parts.values():
+        for it in section:
+            it.pop(split_key, None)
+    return parts
+
+
+def stratify_key(items: list[dict[str, Any]]) -> str | None:
+    return "class" if any("class" in it for it in items) else None

@@ -17,7 +17,7 @@ from typing import Any
 from monai.bundle import ConfigParser
 
 from usseg_monai.bundle_paths import resolve_bundle
-from usseg_monai.data.prepared import split_datalist
+from usseg_monai.data.resplit import split_datalist
 from usseg_monai.data.pseudo_labels import pseudo_label_datalist
 from usseg_monai.evaluation.claims import BACKBONES, CRBNET_BRANCHES, PROTOCOLS, protocol_key
 from usseg_monai.recipes import PROTOCOL_RECIPES, RECIPE_KEYS, RECIPES, check_bundle_accepts

@@ -13,7 +13,7 @@ seed and test section for every run):
 - ``class_labels`` (SemiSeg-CAW's): per backbone (MALUNet, UNeXt) the backbone on all masks, on the reduced masks
   (the masked part of the partition) and SemiSeg-CAW with the rest class-only, for every ``--class-only`` amount
   (BUSI 100; DDTI 48, 96, 144 in the paper); the partitions are written with
-  :func:`usseg_monai.data.prepared.split_datalist` (seeded). 2D only; the bundle's own recipe (one bundle).
+  :func:`usseg_monai.data.resplit.split_datalist` (seeded). 2D only; the bundle's own recipe (one bundle).
 - ``few_masks`` (CRII-Net's), under the project recipe: at every ``--fractions`` value (4% and 10%) the labeled
   part alone, a mean teacher, cross pseudo supervision, CRII-Net, and CRII-Net with the unlabeled signal also on its inference head (the
   ``unlabeled_target`` ablation); with the reference UNet on all masks.
