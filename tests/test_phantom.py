@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from usseg_monai.calipers import calipers_from_mask, load_calipers
 from usseg_monai.data import phantom
+from usseg_monai.data.phantom import dataset as phantom_dataset
 from usseg_monai.data.io import DatasetError, cache_dir, load_datalist
 from usseg_monai.data.phantom import (
     DEFAULT_IMAGE_SIZE,
@@ -290,13 +291,13 @@ def test_bad_arguments():
 
 
 def test_class_counts():
-    assert phantom._class_counts(64, (0.45, 0.35, 0.2)) == [29, 22, 13]
-    assert phantom._class_counts(5, (1, 1, 1)) == [2, 2, 1]
-    assert phantom._class_counts(3, (1, 0, 0)) == [3, 0, 0]
+    assert phantom_dataset._class_counts(64, (0.45, 0.35, 0.2)) == [29, 22, 13]
+    assert phantom_dataset._class_counts(5, (1, 1, 1)) == [2, 2, 1]
+    assert phantom_dataset._class_counts(3, (1, 0, 0)) == [3, 0, 0]
     with pytest.raises(ValueError, match="class_fractions"):
-        phantom._class_counts(4, (0.5, 0.5))
+        phantom_dataset._class_counts(4, (0.5, 0.5))
     with pytest.raises(ValueError, match="class_fractions"):
-        phantom._class_counts(4, (0.5, -0.1, 0.6))
+        phantom_dataset._class_counts(4, (0.5, -0.1, 0.6))
 
 
 def test_prepare_phantom_2d_reads_with_monai(tmp_path):
@@ -336,7 +337,7 @@ def test_prepare_phantom_2d_reads_with_monai(tmp_path):
         prepare_phantom(out, n_images=2, image_size=32)
     with pytest.raises(ValueError, match="image_size"):
         prepare_phantom(tmp_path / "bad", image_size=(32, 32, 16))
-    assert phantom._resolve_size(2, [32]) == (32, 32) and phantom._resolve_size(3, 24) == (24, 24, 24)
+    assert phantom_dataset._resolve_size(2, [32]) == (32, 32) and phantom_dataset._resolve_size(3, 24) == (24, 24, 24)
     with pytest.raises(ValueError, match="n_images"):
         prepare_phantom(tmp_path / "bad", n_images=0)
     with pytest.raises(ValueError, match="spatial_dims"):
@@ -370,7 +371,7 @@ def test_ensure_phantom_dataset_generates_once(monkeypatch):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(phantom, "prepare_phantom", counting)
+    monkeypatch.setattr(phantom_dataset, "prepare_phantom", counting)
     p1 = ensure_phantom_dataset(2, n_images=4, image_size=32, seed=7)
     p2 = ensure_phantom_dataset(2, n_images=4, image_size=32, seed=7)
     assert p1 == p2 and len(calls) == 1
@@ -429,7 +430,7 @@ def test_ensure_phantom_dataset_concurrent_threads(monkeypatch):
         barrier.wait()
         return summary
 
-    monkeypatch.setattr(phantom, "prepare_phantom", slow)
+    monkeypatch.setattr(phantom_dataset, "prepare_phantom", slow)
     results, errors = [], []
 
     def call():
