@@ -27,7 +27,8 @@ from usseg_monai.calipers.rasterize import rasterize_calipers
 from usseg_monai.cli import main
 from usseg_monai.data.io import DatasetError, load_png
 from usseg_monai.export import export_program, save_program
-from usseg_monai.infer import _unique_names, collect_inputs, input_kind, model_overrides, run_infer
+from usseg_monai.infer import collect_inputs, input_kind, model_overrides, run_infer
+from usseg_monai.infer_inputs import unique_names
 
 SIZE = {2: [32, 32], 3: [32, 32, 16]}
 
@@ -85,10 +86,10 @@ def test_collect_inputs_folders_kinds_and_failures(tmp_path):
     assert input_kind("scan.DCM") == "dicom" and input_kind("a.mha") == "volume" and input_kind("a.csv") is None
 
 
-def test_unique_names():
-    names = _unique_names([Path("/d/benign/x.png"), Path("/d/malignant/x.png"), Path("/d/y.png"), Path("/e/v.nii.gz")])
+def testunique_names():
+    names = unique_names([Path("/d/benign/x.png"), Path("/d/malignant/x.png"), Path("/d/y.png"), Path("/e/v.nii.gz")])
     assert names == ["benign__x", "malignant__x", "y", "v"]
-    assert len(set(_unique_names([Path("/d/x.png"), Path("/d/x.jpg")]))) == 2
+    assert len(set(unique_names([Path("/d/x.png"), Path("/d/x.jpg")]))) == 2
 
 
 def test_model_overrides(tmp_path):
