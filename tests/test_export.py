@@ -24,9 +24,9 @@ from usseg_monai.export import (
     export_program,
     load_exported_network,
     load_program,
-    main,
     save_program,
 )
+from usseg_monai.cli import main as usseg_main
 from usseg_monai.networks import PyMICUNet
 
 def _divisor(bundle: Path) -> int:
@@ -111,8 +111,9 @@ def exported(trained, tmp_path_factory):  # noqa: F811
     out = folder / "model.pt2"
     size = export_size(bundle)
     ckpt = _balanced_checkpoint(bundle, work, dataset, size, folder / "balanced.pt")
-    rc = main(
+    rc = usseg_main(
         [
+            "export", "-q",
             "--bundle_root", str(work),
             "--config_file", str(bundle / "configs" / "inference.json"),
             "--meta_file", str(bundle / "configs" / "metadata.json"),
@@ -230,15 +231,11 @@ def test_export_program_static_and_errors(tmp_path):
 def test_export_cli_errors_name_the_file(tmp_path, capsys):
     bundle = sorted((Path(__file__).resolve().parents[1] / "bundles").glob("*/configs/inference.json"))[0].parents[1]
     args = ["--config_file", str(bundle / "configs" / "inference.json"), "--output", str(tmp_path / "m.pt2")]
-    assert main(args + ["--ckpt_file", str(tmp_path / "missing.pt")]) == 2
-    assert "missing.pt" in capsys.readouterr().err
+    assert usseg_main(["export", "-q"] + args + ["--ckpt_file", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.pt" in err and err.startswith("usseg export: error:") and len(err.strip().splitlines()) == 1
     torch.save({"weight": torch.zeros(1)}, tmp_path / "wrong.pt")
-    assert main(args + ["--ckpt_file", str(tmp_path / "wrong.pt")]) == 2
+    assert usseg_main(["export", "-q"] + args + ["--ckpt_file", str(tmp_path / "wrong.pt")]) == 2
     err = capsys.readouterr().err
     assert "wrong.pt" in err and "does not fit" in err
     assert not (tmp_path / "m.pt2").exists()
-    # the same through the ``usseg export`` subcommand
-    from usseg_monai.cli import main as usseg_main
-
-    assert usseg_main(["export", "-q"] + args + ["--ckpt_file", str(tmp_path / "missing.pt")]) == 2
-    assert "usseg export: error:" in capsys.readouterr().err
