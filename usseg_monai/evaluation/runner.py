@@ -237,11 +237,12 @@ def train_run(
     b: Budget,
     run_dir: Path,
     common: Mapping[str, Any],
+    image_size: Sequence[int],
     section_epochs: bool = False,
     n_train: int = 0,
 ) -> TrainedRun:
     """Train ``bundle_dir``'s ``configs/train.json`` on ``train_datalist[train_key]`` at budget ``b`` with the
-    overrides ``common`` (seed, device, amp, the row's own), checkpoints in ``run_dir/models``; with
+    overrides ``common`` (seed, device, amp, the row's own) at ``image_size``, checkpoints in ``run_dir/models``; with
     ``section_epochs`` every epoch is :func:`section_epoch_length` of ``n_train`` iterations. Logs progress per
     epoch; times every iteration.
 
@@ -249,14 +250,13 @@ def train_run(
         RuntimeError: the training wrote no final checkpoint.
     """
     ckpt_dir = run_dir / "models"
-    image_size = b.image_size(_spatial_dims(bundle_dir))
     train_overrides = {
         **common,
         "dataset_dir": str(train_datalist.parent),
         "data_list_file_path": str(train_datalist),
         "train_data_list_key": train_key,
         "val_data_list_key": val_key,
-        "image_size": image_size,
+        "image_size": list(image_size),
         "max_epochs": int(b.max_epochs),
         "batch_size": int(b.batch_size),
         "val_interval": int(b.val_interval) if b.val_interval > 0 else int(b.max_epochs),
@@ -388,13 +388,14 @@ def run_benchmark(
     if amp is not None:
         common["amp"] = bool(amp)
     common.update(dict(bundle_overrides or {}))
+    image_size = b.image_size(_spatial_dims(bundle_dir))
     logger.info(
         "benchmark: bundle %s, budget %s (%s px, %d epochs, batch %d), %d training / %d test images",
-        bundle_dir.name, b.name, "x".join(map(str, b.image_size(_spatial_dims(bundle_dir)))), b.max_epochs,
+        bundle_dir.name, b.name, "x".join(map(str, image_size)), b.max_epochs,
         b.batch_size, len(train_items), len(test_items),
     )
     trained = train_run(
-        bundle_dir, train_datalist, train_key, val_key, b, run_dir, common,
+        bundle_dir, train_datalist, train_key, val_key, b, run_dir, common, image_size,
         section_epochs=section_epochs, n_train=len(train_items),
     )
     # overrides of ids the inference config does not have (e.g. "train#random_transforms") are train-only

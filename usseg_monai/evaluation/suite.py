@@ -278,8 +278,9 @@ def run_suite(
             if res is not None and set(wanted) - set(res.get("test_variants") or {}):
                 logger.info("suite: %s lacks test pass(es) %s, run again", results_path, sorted(set(wanted) - set(res.get("test_variants") or {})))
                 res = None
-            if res is not None and epoch_length_mismatch(res, length):
-                logger.info("suite: %s trained %s, run again", results_path, epoch_length_mismatch(res, length))
+            stale = epoch_length_mismatch(res, length) if res is not None else None
+            if stale:
+                logger.info("suite: %s trained %s, run again", results_path, stale)
                 res = None
             overrides = {**(RECIPES[spec.recipe].overrides() if spec.recipe else {}), **dict(spec.overrides)}
             kept = reusable.get((dataset_name, spec.run_id))
