@@ -11,10 +11,11 @@
 # ddti-calipers-official ddti-calipers-project ddti-few curve-260 curve-520. The test set is each prepared datalist's
 # own validation section, as in docs/results.md.
 #
-# Resumable across sessions and machines: finished runs under WORK are reused, and after every step the suite's
-# results file WORK/it<N>/results.json is kept, gzip-compressed, as KEEP/it<N>.json.gz (KEEP: $USSEG_DECIDING_KEEP,
-# default docs/deciding/runs of this checkout; commit it), which the next invocation reuses (--reuse-runs) for the
-# runs WORK lacks. Each step writes WORK/it<N>/report/results.md.
+# Resumable across sessions and machines: finished runs under WORK are reused, and after every run the suite
+# trains its record is merged into KEEP/it<N>.json.gz (`usseg benchmark --keep`; KEEP: $USSEG_DECIDING_KEEP, default
+# docs/deciding/runs of this checkout, which git does not ignore: commit it), which the next invocation reuses
+# (--reuse-runs) for the runs WORK lacks; the runs of other steps in it are kept. Each step writes
+# WORK/it<N>/report/results.md.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 BUSI_SRC="$1"; DDTI_SRC="$2"; WORK="$(realpath -m "$3")"; THREADS="${4:-2}"
@@ -50,8 +51,7 @@ suite() {
   [ -f "$kept" ] && reuse=(--reuse-runs "$kept")
   usseg benchmark --suite "$protocol" --dataset-name "$name" --budget cpu-decide --iterations "$n" \
     --threads "$THREADS" --output "$out" --train-datalist "$dl" --test-datalist "$dl" --test-key validation \
-    --report "$out/report/results.md" "${reuse[@]}" "$@"
-  gzip -n -c "$out/results.json" > "$kept.tmp" && mv "$kept.tmp" "$kept"
+    --report "$out/report/results.md" --keep "$kept" "${reuse[@]}" "$@"
 }
 for step in "${STEPS[@]}"; do
   case "$step" in

@@ -191,3 +191,17 @@ def test_deciding_budget_refuses_an_unknown_step_before_anything_runs(tmp_path):
     )
     assert proc.returncode == 2 and "unknown step 'curve-x'" in proc.stderr
     assert not work.exists() and not (tmp_path / "keep").exists()
+
+
+def test_the_deciding_budget_keeps_its_runs_where_git_commits_them():
+    import shutil
+    import subprocess
+
+    script = (ROOT / "benchmarks" / "deciding_budget.sh").read_text()
+    assert '${USSEG_DECIDING_KEEP:-$HERE/../docs/deciding/runs}' in script and '--keep "$kept"' in script
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: nothing decides what is committed")
+    # `git check-ignore` exits 1 when no ignore rule matches the path (a `runs/` rule once kept these records out)
+    proc = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-v", "docs/deciding/runs/it1040.json.gz"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 1, f"git ignores the kept benchmark records: {proc.stdout.strip()}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from usseg_monai.data.io import atomic_write_json, load_png
+from usseg_monai.data.io import atomic_write_json, load_png, read_json
 from usseg_monai.evaluation.claims import PROTOCOLS
 from usseg_monai.evaluation.plan import plan_suite
 from usseg_monai.evaluation.suite import epoch_length_mismatch, record_epoch_length, reuse_mismatch, run_suite
@@ -345,3 +345,44 @@ def test_merge_keeps_every_invocation_and_replaces_a_repeated_one(tmp_path):
     merged = _merge_results(path, invocation("cmd --class-only 48", "a", 0.7))  # the same command again
     assert [s["command"] for s in merged["suites"]] == ["cmd --class-only 96", "cmd --class-only 48"]
     assert {r["method"]: r["metrics"]["dice"]["mean"] for r in merged["runs"]} == {"a": 0.7, "b": 0.6}
+
+
+class _Interrupted(Exception):
+    """Stands for a suite killed in the middle of a training."""
+
+
+def test_an_interrupted_suite_keeps_its_finished_runs_and_the_kept_file_its_others(phantom, tmp_path, monkeypatch):
+    keep = tmp_path / "docs" / "it8.json.gz"
+    other = {"dataset": "Other", "protocol": "p", "method": "m", "run_id": "x", "bundle": "b", "metrics": {}}
+    atomic_write_json(keep, {"runs": [other]})  # a run of another step, kept by an earlier session
+    trained: list[str] = []
+
+    def fake_training(bundle, dl, test_dl, run_dir, *, budget, seed, bundle_overrides, test_variants, stop_after, **kw):
+        if len(trained) == stop_after:
+            raise _Interrupted
+        trained.append(Path(run_dir).name)
+        variants = {k: {"overrides": dict(v), "metrics": {"dice": {"mean": 0.4}}, "measurement_error": None, "cases": []}
+                    for k, v in test_variants.items()}  # fmt: skip
+        return {"bundle": bundle, "budget": dataclasses.asdict(budget), "seed": seed, "bundle_overrides": dict(bundle_overrides),
+                "metrics": {"dice": {"mean": 0.5}}, "timing": {"train_iterations": 1}, "test_variants": variants}  # fmt: skip
+
+    kw = dict(test_key="test", budget="smoke", seed=0, device="cpu", threads=1, report=None, recipes=["project"], keep=keep)
+    monkeypatch.setattr("usseg_monai.evaluation.suite.run_benchmark", lambda *a, **k: fake_training(*a, **k, stop_after=2))
+    with pytest.raises(_Interrupted):
+        run_suite(["calipers"], "PhantomA", phantom, phantom, tmp_path / "w1", **kw)
+    assert trained == ["unet_full-project", "unet_radical-project"]
+    for path in (tmp_path / "w1" / "results.json", keep):
+        results = read_json(path)
+        assert results["suite"]["unfinished"] is True
+        mine = [(r["method"], r["run_id"]) for r in results["runs"] if r["dataset"] == "PhantomA"]
+        assert mine == [("UNet, full masks", "unet_full-project"), ("UNet, radical labels", "unet_radical-project")]
+    assert read_json(keep)["runs"][0] == other  # the other step's run is kept
+    # the next session (a new work folder) reuses the two from the kept file and trains on from the third
+    trained.clear()
+    monkeypatch.setattr("usseg_monai.evaluation.suite.run_benchmark", lambda *a, **k: fake_training(*a, **k, stop_after=99))
+    merged = run_suite(["calipers"], "PhantomA", phantom, phantom, tmp_path / "w2", **{**kw, "reuse_runs": keep})
+    assert trained == ["unet_conservative-project", "crbnet-project"]
+    assert "unfinished" not in merged["suite"] and len(merged["runs"]) == 6
+    final = read_json(keep)
+    assert "unfinished" not in final["suite"] and final["runs"][0] == other and len(final["runs"]) == 7
+    assert all(r["recipe_line"] for r in final["runs"] if r["dataset"] == "PhantomA")

@@ -130,6 +130,12 @@ def add_suite_arguments(parser: Any) -> None:
         help="a suite results.json(.gz) from an earlier run (e.g. docs/results.json.gz): its runs with the same budget, "
         "overrides and seed are not trained again",
     )
+    g.add_argument(
+        "--keep", default=None, metavar="RESULTS",
+        help="also merge the runs into this suite results file (.json.gz: compressed) after every run the suite "
+        "trains, keeping its other runs; commit it and pass it as --reuse-runs to carry a long benchmark to another "
+        "machine or session (benchmarks/deciding_budget.sh)",
+    )
 
 
 def _argv_of(args: Any) -> list[str]:
@@ -169,7 +175,7 @@ def suite_main(args: Any) -> int:
         budget_overrides=overrides, class_only=args.class_only, fractions=args.fractions,
         num_cls_classes=args.num_cls_classes, seed=args.seed, device=args.device, threads=args.threads,
         n_resamples=args.n_resamples, report=args.report, recipes=args.recipe, reuse_runs=args.reuse_runs,
-        command="usseg benchmark " + " ".join(_argv_of(args)),
+        keep=args.keep, command="usseg benchmark " + " ".join(_argv_of(args)),
     )
     print(Path(args.output) / "results.json")
     return 0

@@ -31,6 +31,7 @@ from it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -43,7 +44,7 @@ from usseg_monai.bundle_paths import config_digest, resolve_bundle
 from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist, read_json
 from usseg_monai.evaluation.budgets import get_budget, section_epoch_length
 from usseg_monai.evaluation.claims import protocol_key
-from usseg_monai.evaluation.plan import check_recipes_accepted, plan_suite, run_budgets, variant_datalist
+from usseg_monai.evaluation.plan import RunSpec, check_recipes_accepted, plan_suite, run_budgets, variant_datalist
 from usseg_monai.evaluation.report import write_report
 from usseg_monai.evaluation.runner import run_benchmark
 from usseg_monai.recipes import RECIPES, check_same_recipe, recipe_line
@@ -167,13 +168,14 @@ def check_tables(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]
 
 
 def _merge_results(path: Path, new: Mapping[str, Any]) -> dict[str, Any]:
-    """``new`` merged into the suite results at ``path``: a run of the same dataset, protocol and method is
-    replaced, every other run is kept (so protocols and datasets can be run one invocation at a time)."""
+    """``new`` merged into the suite results at ``path`` (``.json`` or ``.json.gz``): a run of the same dataset,
+    protocol and method is replaced, every other run is kept (so protocols and datasets can be run one invocation at
+    a time). A missing or unreadable file merges as empty."""
     old: dict[str, Any] = {}
     if path.is_file():
         try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+            old = read_json(path, "suite results")
+        except DatasetError:
             old = {}
     datasets = {**(old.get("datasets") or {}), **new["datasets"]}
     key = lambda r: (r.get("dataset"), r.get("protocol"), r.get("method"))  # noqa: E731
@@ -219,8 +221,12 @@ def run_suite(
     command: str | None = None,
     recipes: Sequence[str] | None = None,
     reuse_runs: str | os.PathLike | None = None,
+    keep: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Run the protocols on one dataset, merge into ``work_dir/results.json``, write the report; return the merged results.
+
+    ``work_dir/results.json`` is written after every run the suite trains (the runs so far) and at the end, so an
+    interrupted suite leaves its finished runs in it (and in ``keep``).
 
     Args:
         protocols: names from :data:`PROTOCOLS`.
@@ -241,6 +247,10 @@ def run_suite(
             another machine): a run missing under ``work_dir`` whose record is in it, trained with the same budget,
             overrides and seed (:func:`reuse_mismatch`), is written back (:func:`runs_of_results`) and not trained
             again. Its predictions are not in the file, so its tables have no gallery.
+        keep: a suite results file (``.json.gz``: compressed) the runs are merged into as well, whenever
+            ``work_dir/results.json`` is written; its other runs are kept (a run of the same dataset, protocol and
+            method is replaced). Used to carry a long benchmark across machines: commit it, and pass it as
+            ``reuse_runs`` next time (``benchmarks/deciding_budget.sh``).
     """
     t0 = time.perf_counter()
     train_datalist, test_datalist = Path(train_datalist).resolve(), Path(test_datalist).resolve()
@@ -264,10 +274,22 @@ def run_suite(
     for spec, (_, run_id) in zip(plan, budgets):
         variants_of.setdefault(run_id, {}).update(spec.test_variants)
     reusable = runs_of_results(reuse_runs) if reuse_runs is not None else {}
+    test_n = len(load_datalist(test_datalist, check_files=False).get(test_key) or [])
+    datasets = {
+        dataset_name: {
+            "train": {"path": str(train_datalist), "section": train_key, "n": n_train},
+            "test": {"path": str(test_datalist), "section": test_key, "n": test_n},
+            "split": data.get("split"),
+        }
+    }
     done: dict[str, dict[str, Any]] = {}
-    runs: list[dict[str, Any]] = []
-    for spec, (run_b, run_id) in zip(plan, budgets):
-        spec = dataclasses.replace(spec, run_id=run_id)
+    specs = [dataclasses.replace(spec, run_id=run_id) for spec, (_, run_id) in zip(plan, budgets)]
+    suite_info = {"dataset": dataset_name, "protocols": list(protocols), "seed": seed, "command": command}
+    write = functools.partial(
+        _write_results, work, ds_dir, specs, done, keep=keep, report=report, suite_info=suite_info,
+        datasets=datasets, started=t0, spatial_dims=spatial_dims, budget=b,
+    )  # fmt: skip
+    for spec, (run_b, _) in zip(specs, budgets):
         run_dir = ds_dir / spec.run_id
         if spec.run_id not in done:
             results_path = run_dir / "results.json"
@@ -305,7 +327,20 @@ def run_suite(
                     budget=run_b, seed=seed, device=device, n_resamples=n_resamples,
                     bundle_overrides=overrides, threads=threads, test_variants=wanted, section_epochs=spec.section_epochs,
                 )
+                done[spec.run_id] = res
+                write(final=False)  # the runs so far, so that an interrupted suite keeps them
             done[spec.run_id] = res
+    return write(final=True)
+
+
+def _entries(specs: Sequence[RunSpec], done: Mapping[str, Mapping[str, Any]], dataset: str, ds_dir: Path) -> list[dict[str, Any]]:
+    """The results rows of the ``specs`` whose run is in ``done``: the run's record, its test pass's metrics for a
+    row of a further test pass (``RunSpec.test_variant``), and the row's names and folders."""
+    runs = []
+    for spec in specs:
+        if spec.run_id not in done:
+            continue
+        run_dir = ds_dir / spec.run_id
         entry = {k: v for k, v in done[spec.run_id].items() if k != "test_variants"}
         predictions = run_dir / "predictions"
         if spec.test_variant is not None:
@@ -314,43 +349,62 @@ def run_suite(
             entry.update(test_overrides=variant["overrides"], test_variant=spec.test_variant)
             predictions = run_dir / f"predictions_{spec.test_variant}"
         entry.update(
-            dataset=dataset_name, protocol=spec.protocol, method=spec.method, run_id=spec.run_id,
+            dataset=dataset, protocol=spec.protocol, method=spec.method, run_id=spec.run_id,
             run_dir=str(run_dir), predictions_dir=str(predictions), train_variant=spec.train_variant,
             recipe=spec.recipe,
         )
         if spec.note:
             entry["note"] = spec.note
         runs.append(entry)
-    tables = check_tables(runs)
-    for entry in runs:
-        entry["recipe_line"] = tables[str(entry["protocol"])]["line"]
+    return runs
+
+
+def _write_results(
+    work: Path,
+    ds_dir: Path,
+    specs: Sequence[RunSpec],
+    done: Mapping[str, Mapping[str, Any]],
+    *,
+    final: bool,
+    keep: str | os.PathLike | None,
+    report: str | os.PathLike | None,
+    suite_info: Mapping[str, Any],
+    datasets: Mapping[str, Any],
+    started: float,
+    spatial_dims: int,
+    budget: Any,
+) -> dict[str, Any]:
+    """Merge the rows of the runs in ``done`` (:func:`_entries`) into ``work/results.json`` (and ``keep``); on the
+    ``final`` write check the tables (:func:`check_tables`), print each table's recipe line into its rows and write
+    the report."""
+    runs = _entries(specs, done, str(suite_info["dataset"]), ds_dir)
+    if final:
+        tables = check_tables(runs)
+        for entry in runs:
+            entry["recipe_line"] = tables[str(entry["protocol"])]["line"]
+    else:
+        tables = {}
     first = next(iter(done.values()), {})
     suite = {
-        "dataset": dataset_name,
-        "protocols": list(protocols),
-        "budget": b.name,
-        "budget_settings": {**dataclasses.asdict(b), "image_size": b.image_size(spatial_dims)},
+        **suite_info,
+        "budget": budget.name,
+        "budget_settings": {**dataclasses.asdict(budget), "image_size": budget.image_size(spatial_dims)},
         "protocol_budgets": {
             key: {**dataclasses.asdict(pb), "image_size": pb.image_size(spatial_dims)}
-            for key, pb in ((k, b.for_protocol(k)) for k in dict.fromkeys(protocol_key(r.protocol) for r in plan))
+            for key, pb in ((k, budget.for_protocol(k)) for k in dict.fromkeys(protocol_key(r.protocol) for r in specs))
         },
         "recipes": tables,
-        "seed": seed,
         "device": first.get("device"),
         "versions": first.get("versions"),
-        "wall_s": time.perf_counter() - t0,
-        "command": command,
+        "wall_s": time.perf_counter() - started,
     }
-    test_n = len(load_datalist(test_datalist, check_files=False).get(test_key) or [])
-    datasets = {
-        dataset_name: {
-            "train": {"path": str(train_datalist), "section": train_key, "n": len(data.get(train_key) or [])},
-            "test": {"path": str(test_datalist), "section": test_key, "n": test_n},
-            "split": data.get("split"),
-        }
-    }
-    merged = _merge_results(work / "results.json", {"suite": suite, "datasets": datasets, "runs": runs})
+    if not final:
+        suite["unfinished"] = True
+    new = {"suite": suite, "datasets": dict(datasets), "runs": list(runs)}
+    merged = _merge_results(work / "results.json", new)
     atomic_write_json(work / "results.json", merged)
-    if report is not None:
+    if keep is not None:
+        atomic_write_json(keep, _merge_results(Path(keep), new))
+    if final and report is not None:
         write_report(merged, report)
     return merged
