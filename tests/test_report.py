@@ -269,3 +269,36 @@ def test_targets_compare_with_the_best_baseline_and_state_the_verdict():
     assert rows[("calipers (recipe project)", "UNet, radical labels")][4] == "> +0.00"
     md = markdown_report({"suite": {}, "runs": runs})
     assert "## Targets (#16)" in md and "| T | few_masks (4% masks) | CRII-Net | mean teacher | >= +0.07 |" in md
+
+
+def test_several_suites_make_one_report_with_a_table_per_budget(suite, tmp_path, capsys):
+    from usseg_monai.cli import main
+    from usseg_monai.evaluation.report import combine_results
+
+    suite["datasets"] = {"Tiny": {"train": {"path": "/w/quick/d.json"}}}
+    suite["suite"]["command"] = "usseg benchmark --suite calipers --budget smoke"
+    decide = json.loads(json.dumps(suite))
+    decide["suite"].update(budget="cpu-decide", command="usseg benchmark --suite calipers --budget cpu-decide")
+    decide["datasets"] = {"Tiny": {"train": {"path": "/w/decide/d.json"}}}
+    for r in decide["runs"]:
+        r["run_dir"] += "_decide"
+        r["cases"] = [{**c, "dice": c["dice"] - 0.1} for c in r["cases"]]
+    combined = combine_results([suite, decide])
+    assert [r["protocol"] for r in combined["runs"]] == ["calipers", "calipers", "calipers at cpu-decide", "calipers at cpu-decide"]
+    assert [r["cases"] for r in combined["runs"][2:]] == [r["cases"] for r in decide["runs"]]  # rows carried over
+    assert suite["runs"][0]["protocol"] == "calipers" and decide["runs"][0]["protocol"] == "calipers"  # inputs kept
+    assert combined["datasets"] == {"Tiny": suite["datasets"]["Tiny"], "Tiny (cpu-decide)": decide["datasets"]["Tiny"]}
+    md = markdown_report(combined)
+    assert "## Tiny: calipers\n" in md and "## Tiny: calipers at cpu-decide\n" in md
+    assert "**budgets differ between invocations**: cpu-decide, smoke" in md
+    with pytest.raises(ValueError, match="both have the row 'Reference' of Tiny: calipers"):
+        combine_results([suite, suite])
+    # the CLI: several files, one report
+    for name, res in (("quick.json", suite), ("decide.json", decide)):
+        (tmp_path / name).write_text(json.dumps(res))
+    out = tmp_path / "out" / "results.md"
+    assert main(["report", str(tmp_path / "quick.json"), str(tmp_path / "decide.json"), "--output", str(out)]) == 0
+    assert "## Tiny: calipers at cpu-decide" in out.read_text()
+    assert (out.parent / "figures" / "dice_Tiny_calipers-at-cpu-decide.png").is_file()
+    assert main(["report", str(tmp_path / "quick.json"), str(tmp_path / "quick.json"), "--output", str(out)]) == 2
+    assert "both have the row" in capsys.readouterr().err

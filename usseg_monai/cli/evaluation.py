@@ -10,7 +10,7 @@ from usseg_monai.cli.options import common_options, parse_set_options
 from usseg_monai.data.io import load_datalist
 from usseg_monai.evaluation.budgets import BUDGETS, get_budget
 from usseg_monai.evaluation.claims import PROTOCOLS
-from usseg_monai.evaluation.report import load_suite_results, update_bundle_readmes, write_report
+from usseg_monai.evaluation.report import combine_results, load_suite_results, update_bundle_readmes, write_report
 from usseg_monai.evaluation.runner import run_benchmark
 from usseg_monai.evaluation.suite import run_suite
 from usseg_monai.recipes import RECIPES
@@ -182,7 +182,8 @@ def suite_main(args: Any) -> int:
 
 
 def _run_report(args: Any) -> int:
-    results = load_suite_results(args.results)
+    loaded = [load_suite_results(path) for path in args.results]
+    results = loaded[0] if len(loaded) == 1 else combine_results(loaded)
     preamble = Path(args.preamble).read_text(encoding="utf-8") if args.preamble else None
     out = write_report(results, args.output, n_gallery_cases=args.gallery_cases, preamble=preamble)
     print(out["markdown"])
@@ -200,7 +201,11 @@ def add_report_parser(subparsers: Any) -> None:
         help="write the results report (Markdown + PNG figures) from a suite's results.json",
         description="The results report: tables (Markdown) and figures (PNG) from a suite's results.json.",
     )
-    p.add_argument("results", help="a suite results.json (usseg benchmark --suite ... --output WORK: WORK/results.json)")
+    p.add_argument(
+        "results", nargs="+",
+        help="a suite results.json (usseg benchmark --suite ... --output WORK: WORK/results.json); several (e.g. the "
+        "cpu-quick and cpu-decide suites) make one report, a later file's tables titled with its budget",
+    )
     p.add_argument("--output", required=True, help="the Markdown file; figures go to figures/ beside it")
     p.add_argument("--gallery-cases", type=int, default=4, help="test cases per gallery (default 4)")
     p.add_argument("--preamble", default=None, help="a Markdown file placed after the title (data preparation, test sets)")

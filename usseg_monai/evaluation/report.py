@@ -33,6 +33,7 @@ from usseg_monai.evaluation.figures import figure_cases, figure_curves, figure_d
 
 __all__ = [
     "load_suite_results",
+    "combine_results",
     "markdown_report",
     "write_report",
     "bundle_results_markdown",
@@ -95,6 +96,45 @@ def load_suite_results(path: str | os.PathLike) -> dict[str, Any]:
             raise DatasetError(f"{p}: runs[{i}] has no {', '.join(repr(k) for k in missing)}")
     data.setdefault("suite", {})
     return data
+
+
+def combine_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several suite results (e.g. the ``cpu-quick`` suite and the ``cpu-decide`` one) as one report's.
+
+    The first file's runs are taken as they are; a run of a later file whose suite budget differs from the first's
+    gets that budget in its table title (``"calipers (recipe project)"`` -> ``"calipers (recipe project) at
+    cpu-decide"``), so that each budget has its own tables and its own rows in the glance and target tables (the
+    protocol, :func:`usseg_monai.evaluation.claims.protocol_key`, is unchanged). Invocations are listed in file
+    order, datasets merged (a later file's dataset of the same name with other data is named with its budget), and
+    the wall time is the sum over distinct runs.
+
+    Raises:
+        ValueError: two files give a row to the same table (dataset, title and method).
+    """
+    if not results:
+        raise ValueError("no suite results to combine")
+    base = (results[0].get("suite") or {}).get("budget")
+    runs: list[dict[str, Any]] = []
+    suites: list[Mapping[str, Any]] = []
+    datasets: dict[str, Any] = {}
+    seen: dict[tuple[str, str, str], int] = {}
+    for i, res in enumerate(results):
+        budget = (res.get("suite") or {}).get("budget")
+        tag = f" at {budget}" if i and budget and budget != base else ""
+        for r in res["runs"]:
+            row = {**r, "protocol": f"{r['protocol']}{tag}"}
+            key = (str(row["dataset"]), str(row["protocol"]), str(row["method"]))
+            if key in seen:
+                raise ValueError(f"suite results {seen[key]} and {i} both have the row {key[2]!r} of {key[0]}: {key[1]}")
+            seen[key] = i
+            runs.append(row)
+        suites += list(res.get("suites") or [res.get("suite") or {}])
+        for name, d in (res.get("datasets") or {}).items():
+            datasets[name if datasets.get(name, d) == d else f"{name} ({budget})"] = d
+    unique = {str(r.get("run_dir") or id(r)): r for r in runs}
+    wall = sum(float((r.get("timing") or {}).get("total_wall_s") or 0.0) for r in unique.values())
+    suite = {**(results[0].get("suite") or {}), "wall_s": wall, "wall_note": "sum of every run's training + test time, each run counted once"}
+    return {"suite": suite, "suites": suites, "datasets": datasets, "runs": runs}
 
 
 def _fmt(value: Any, decimals: int) -> str:
