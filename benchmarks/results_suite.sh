@@ -11,6 +11,8 @@
 # WORK/report/results.md (copy it with its figures/ folder into docs/ to publish it) and the suite's results file,
 # gzip-compressed, to WORK/suite/results.json.gz (publish it as docs/results.json.gz: the report can be written again
 # from it, and REUSE_RUNS=docs/results.json.gz in the environment reuses its runs instead of training them again).
+# DECIDING=docs/deciding/runs/it1040.json.gz in the environment adds the deciding budget's tables (the suite results
+# kept by benchmarks/deciding_budget.sh) to the report, titled "... at cpu-decide".
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 BUSI_SRC="$1"; DDTI_SRC="$2"; WORK="$(realpath -m "$3")"
@@ -32,5 +34,7 @@ usseg benchmark --suite class_labels --dataset-name BUSI --class-only 100 "${com
 # DDTI: six TI-RADS classes
 usseg benchmark --suite all --dataset-name DDTI --class-only 48 96 144 --fractions 0.04 0.1 --num-cls-classes 6 \
   "${common[@]}" --train-datalist "$WORK/ddti/datalist.json" --test-datalist "$DDTI_TEST"
-usseg report "$WORK/suite/results.json" --output "$WORK/report/results.md" --preamble "$HERE/results_preamble.md"
+extra=()
+[ -z "${DECIDING:-}" ] || extra+=("$(realpath "$DECIDING")")
+usseg report "$WORK/suite/results.json" "${extra[@]}" --output "$WORK/report/results.md" --preamble "$HERE/results_preamble.md"
 gzip -n -c "$WORK/suite/results.json" > "$WORK/suite/results.json.gz.tmp" && mv "$WORK/suite/results.json.gz.tmp" "$WORK/suite/results.json.gz"
