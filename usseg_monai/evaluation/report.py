@@ -34,6 +34,7 @@ from usseg_monai.evaluation.figures import figure_cases, figure_curves, figure_d
 __all__ = [
     "load_suite_results",
     "combine_results",
+    "runs_wall_s",
     "markdown_report",
     "write_report",
     "bundle_results_markdown",
@@ -98,6 +99,17 @@ def load_suite_results(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+#: what a suite's ``wall_s`` sums (:func:`runs_wall_s`)
+WALL_NOTE = "sum of every run's training + test time, each run counted once"
+
+
+def runs_wall_s(runs: Sequence[Mapping[str, Any]]) -> float:
+    """The training + test seconds (``timing.total_wall_s``) of ``runs``, a run listed in several rows (its
+    ``run_dir``) counted once."""
+    unique = {str(r.get("run_dir") or id(r)): r for r in runs}
+    return sum(float((r.get("timing") or {}).get("total_wall_s") or 0.0) for r in unique.values())
+
+
 def combine_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Several suite results (e.g. the ``cpu-quick`` suite and the ``cpu-decide`` one) as one report's.
 
@@ -131,9 +143,7 @@ def combine_results(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         suites += list(res.get("suites") or [res.get("suite") or {}])
         for name, d in (res.get("datasets") or {}).items():
             datasets[name if datasets.get(name, d) == d else f"{name} ({budget})"] = d
-    unique = {str(r.get("run_dir") or id(r)): r for r in runs}
-    wall = sum(float((r.get("timing") or {}).get("total_wall_s") or 0.0) for r in unique.values())
-    suite = {**(results[0].get("suite") or {}), "wall_s": wall, "wall_note": "sum of every run's training + test time, each run counted once"}
+    suite = {**(results[0].get("suite") or {}), "wall_s": runs_wall_s(runs), "wall_note": WALL_NOTE}
     return {"suite": suite, "suites": suites, "datasets": datasets, "runs": runs}
 
 

@@ -45,7 +45,7 @@ from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist, 
 from usseg_monai.evaluation.budgets import get_budget, section_epoch_length
 from usseg_monai.evaluation.claims import protocol_key
 from usseg_monai.evaluation.plan import RunSpec, check_recipes_accepted, plan_suite, run_budgets, variant_datalist
-from usseg_monai.evaluation.report import write_report
+from usseg_monai.evaluation.report import WALL_NOTE, runs_wall_s, write_report
 from usseg_monai.evaluation.runner import run_benchmark
 from usseg_monai.recipes import RECIPES, check_same_recipe, recipe_line
 
@@ -187,12 +187,10 @@ def _merge_results(path: Path, new: Mapping[str, Any]) -> dict[str, Any]:
     suites = [s for s in old.get("suites", []) if inv(s) != this]
     suites.append(new["suite"])
     # the time the runs took (each run once, reused runs included), not the time of the invocations
-    unique = {r.get("run_dir"): r for r in runs}
-    wall = sum(float((r.get("timing") or {}).get("total_wall_s") or 0.0) for r in unique.values())
     suite = {
         **new["suite"],
-        "wall_s": wall,
-        "wall_note": "sum of every run's training + test time, each run counted once",
+        "wall_s": runs_wall_s(runs),
+        "wall_note": WALL_NOTE,
         "datasets_run": list(dict.fromkeys(s.get("dataset") for s in suites)),
     }
     return {"suite": suite, "suites": suites, "datasets": datasets, "runs": runs}
@@ -317,7 +315,8 @@ def run_suite(
                     res = kept
                     atomic_write_json(results_path, res)
                     logger.info("suite: %s reused from %s", spec.run_id, reuse_runs)
-            if res is not None:
+            trained = res is None
+            if not trained:
                 logger.info("suite: %s exists, kept", results_path)
             else:
                 dl = variant_datalist(spec.train_variant, train_datalist, train_key, ds_dir, seed)
@@ -327,9 +326,9 @@ def run_suite(
                     budget=run_b, seed=seed, device=device, n_resamples=n_resamples,
                     bundle_overrides=overrides, threads=threads, test_variants=wanted, section_epochs=spec.section_epochs,
                 )
-                done[spec.run_id] = res
-                write(final=False)  # the runs so far, so that an interrupted suite keeps them
             done[spec.run_id] = res
+            if trained:
+                write(final=False)  # the runs so far, so that an interrupted suite keeps them
     return write(final=True)
 
 
