@@ -11,7 +11,8 @@
 # ddti-calipers-official ddti-calipers-project ddti-few curve-260 curve-520. The test set is each prepared datalist's
 # own validation section, as in docs/results.md.
 #
-# Resumable across sessions and machines: finished runs under WORK are reused, and after every run the suite
+# Resumable across sessions and machines: finished runs under WORK are reused, a run killed mid-training resumes
+# from its last finished epoch when started again with the same WORK (at most one epoch is lost), and after every run the suite
 # trains its record is merged into KEEP/it<N>.json.gz (`usseg benchmark --keep`; KEEP: $USSEG_DECIDING_KEEP, default
 # docs/deciding/runs of this checkout, which git does not ignore: commit it), which the next invocation reuses
 # (--reuse-runs) for the runs WORK lacks; the runs of other steps in it are kept. Each step writes

@@ -69,6 +69,61 @@ def test_max_iterations_sets_the_epochs(tiny_phantom, tmp_path):
     assert r["timing"]["train_iterations"] == 4 and [e["epoch"] for e in r["training_curve"]] == [1, 2]
 
 
+def test_interrupted_training_resumes_and_a_finished_one_is_only_scored(tiny_phantom, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from usseg_monai.evaluation import runner
+
+    # 4 training images at batch 2: 2 iterations an epoch, 3 epochs = 6; the run dies after iteration 5 (mid epoch 3)
+    kwargs = dict(test_key="test", n_resamples=20, device="cpu", threads=1, budget=get_budget("smoke", max_epochs=3))
+    run = tmp_path / "run"
+    stop = runner.IterationTimer._stop
+
+    def dying_stop(self, engine):
+        stop(self, engine)
+        if engine.state.iteration == 5:
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(runner.IterationTimer, "_stop", dying_stop)
+    with pytest.raises(RuntimeError) as raised:  # the bundle's run expression wraps it
+        run_benchmark(BUNDLE, tiny_phantom, tiny_phantom, run, **kwargs)
+    chain, e = [], raised.value
+    while e is not None:
+        chain, e = [*chain, str(e)], e.__cause__ or e.__context__
+    assert "killed" in chain
+    assert not (run / "results.json").exists()
+    ckpt = run / "models" / "checkpoint.pt"
+    # the last complete epoch's (the bundle's StatsHandler re-raises first, so nothing is saved on the error)
+    assert torch.load(ckpt, weights_only=True)["trainer"]["iteration"] == 4
+    state = json.loads((run / runner.TRAIN_STATE).read_text())
+    assert [c["epoch"] for c in state["progress"]["curve"]] == [1, 2] and len(state["progress"]["iteration_s"]) == 4
+    monkeypatch.setattr(runner.IterationTimer, "_stop", stop)
+
+    capsys.readouterr()  # the bundle's logging.conf sends the runner's log to stdout (it replaces caplog's handler)
+    r = run_benchmark(BUNDLE, tiny_phantom, tiny_phantom, run, **kwargs)
+    assert "resume: training from iteration 4" in capsys.readouterr().out
+    t = r["timing"]
+    assert t["train_iterations"] == 6 and t["resumed_at_iterations"] == [4]
+    assert [c["epoch"] for c in r["training_curve"]] == [1, 2, 3]
+    assert t["train_wall_s"] >= state["progress"]["train_wall_s"]
+    assert torch.load(ckpt, weights_only=True)["trainer"]["iteration"] == 6
+
+    # killed during the test pass: the finished checkpoint is scored again, not trained again
+    (run / "results.json").unlink()
+    mtime = ckpt.stat().st_mtime_ns
+    again = run_benchmark(BUNDLE, tiny_phantom, tiny_phantom, run, **kwargs)
+    assert "is at iteration 6, the last: not trained again" in capsys.readouterr().out
+    assert ckpt.stat().st_mtime_ns == mtime
+    assert again["timing"]["train_iterations"] == 6 and again["timing"]["resumed_at_iterations"] == [4, 6]
+    assert again["training_curve"] == r["training_curve"]
+    assert again["metrics"]["dice"]["mean"] == pytest.approx(r["metrics"]["dice"]["mean"])
+
+    # other settings (a seed) in the same folder: trained from the start, the reason logged
+    other = run_benchmark(BUNDLE, tiny_phantom, tiny_phantom, run, **{**kwargs, "seed": 1})
+    assert "trained with other settings (seed): training from the start" in capsys.readouterr().out
+    assert other["timing"]["resumed_at_iterations"] == [] and other["timing"]["train_iterations"] == 6
+
+
 def test_missing_test_datalist_is_a_clear_error(tiny_phantom, tmp_path):
     missing = tmp_path / "held_back" / "test.json"
     with pytest.raises(DatasetError, match=r"test datalist not found: .*held_back/test\.json"):

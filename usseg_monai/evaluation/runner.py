@@ -8,6 +8,7 @@ overrides (so a new method bundle plugs in unchanged); :func:`run_benchmark` tak
 2. **train** (:func:`train_run`): ``configs/train.json`` with the training datalist, the budget (``image_size``,
    ``max_epochs``, ``batch_size``, ``val_interval``), ``ckpt_dir`` / ``output_dir`` inside the run folder,
    ``seed``, ``device``, ``amp``; the time of every training iteration is recorded by an ignite handler;
+   an interrupted training **resumes** (below);
 3. **test** (:func:`test_pass`): ``configs/inference.json`` on the test datalist section as it is (a held-back
    test set is never copied or rewritten), loading the **final** checkpoint (``checkpoint.pt``: the last epoch's
    weights, so that no choice is made on the test set); the postprocessed predictions (on each image's own grid,
@@ -16,6 +17,17 @@ overrides (so a new method bundle plugs in unchanged); :func:`run_benchmark` tak
 4. **record**: per-case values, bootstrap means with percentile 95% CIs, timing (seconds per training iteration,
    training wall time, inference milliseconds per image), peak memory, device, versions, budget, seed and
    datalists, written atomically to ``<run_dir>/results.json``.
+
+**Resuming.** After every epoch the training's settings (every training override, the bundle's config digest, the
+epoch length) and its progress (iteration times, loss curve, training wall time so far) are written atomically to
+``<run_dir>/train_state.json``, beside the bundle's own ``models/checkpoint.pt`` (the whole trainer state, written
+every epoch by ``TrainingStateSaver``). A run started again in the same folder with the same settings resumes from
+that checkpoint (the bundle's ``resume``) and carries the progress on, so a run killed at the end of a session
+loses at most one epoch; a checkpoint already at the last epoch (a run killed during its test pass) is not trained
+again, only scored. Other settings, or no state file: trained from the start. The record's
+``timing.resumed_at_iterations`` lists where it was resumed (empty: one uninterrupted training); resumed training is
+not bit-identical to an uninterrupted one (data order after the resume point), as CPU training here is not from run
+to run anyway. Changes to the library's Python code are not detected (as with ``--reuse-runs``).
 """
 
 from __future__ import annotations
@@ -50,9 +62,12 @@ from usseg_monai.metrics import (
 )
 from usseg_monai.recipes import describe_training
 
-__all__ = ["run_benchmark", "run_budget", "check_section", "train_run", "test_pass", "TrainedRun"]
+__all__ = ["run_benchmark", "run_budget", "check_section", "train_run", "test_pass", "TrainedRun", "TRAIN_STATE"]
 
 logger = logging.getLogger(__name__)
+
+#: the training's settings and progress, beside ``models/checkpoint.pt`` in a run folder (see "Resuming" above)
+TRAIN_STATE = "train_state.json"
 
 
 def check_section(path: str | os.PathLike, key: str, what: str, require_label: bool) -> list[dict[str, Any]]:
@@ -223,10 +238,55 @@ class TrainedRun:
     n_params: int
     recipe: dict[str, Any]
     iteration_s: list[float]
+    iterations: int
+    resumed_at_iterations: list[int]
     epoch_length: int
     curve: list[dict[str, float]]
     t_train: float
     wall_s: float
+
+
+def _resume_point(run_dir: Path, ckpt: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The progress of an interrupted training of ``settings`` in ``run_dir`` (its :data:`TRAIN_STATE` cut at the
+    checkpoint's iteration, plus ``"iteration"``), or ``None`` where it must train from the start (logged why)."""
+    state_path = run_dir / TRAIN_STATE
+    if not ckpt.is_file():
+        return None
+    if not state_path.is_file():
+        logger.info("resume: %s has no %s (not written by this runner): training from the start", ckpt, state_path.name)
+        return None
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        saved_settings, progress = state["settings"], state["progress"]
+    except (ValueError, KeyError, TypeError) as e:
+        logger.warning("resume: %s is unreadable (%s): training from the start", state_path, e)
+        return None
+    wanted = json.loads(json.dumps(settings))
+    if saved_settings != wanted:
+        old_o, new_o = saved_settings.get("overrides") or {}, wanted["overrides"]
+        top = sorted(k for k in set(saved_settings) | set(wanted) if k != "overrides")
+        changed = [k for k in top if saved_settings.get(k) != wanted.get(k)]
+        changed += [k for k in sorted(set(old_o) | set(new_o)) if old_o.get(k) != new_o.get(k)]
+        logger.info(
+            "resume: %s was trained with other settings (%s): training from the start", ckpt, ", ".join(changed)
+        )
+        return None
+    try:
+        trainer_state = torch.load(ckpt, map_location="cpu", weights_only=True)["trainer"]
+        iteration = int(trainer_state["iteration"])
+    except Exception as e:  # a damaged file: the bundle's loader would stop the run; start again instead
+        logger.warning(
+            "resume: checkpoint %s is unreadable (%s: %s): training from the start", ckpt, type(e).__name__, e
+        )
+        return None
+    epoch_length = int(settings["epoch_length"] or trainer_state.get("epoch_length") or 1)
+    return {
+        "iteration": iteration,
+        "iteration_s": list(progress["iteration_s"])[:iteration],
+        "curve": [c for c in progress["curve"] if int(c["epoch"]) <= iteration // epoch_length],
+        "train_wall_s": float(progress["train_wall_s"]),
+        "resumed_at_iterations": [*progress.get("resumed_at_iterations", []), iteration],
+    }
 
 
 def train_run(
@@ -244,7 +304,8 @@ def train_run(
     """Train ``bundle_dir``'s ``configs/train.json`` on ``train_datalist[train_key]`` at budget ``b`` with the
     overrides ``common`` (seed, device, amp, the row's own) at ``image_size``, checkpoints in ``run_dir/models``; with
     ``section_epochs`` every epoch is :func:`section_epoch_length` of ``n_train`` iterations. Logs progress per
-    epoch; times every iteration.
+    epoch; times every iteration; resumes an interrupted training of the same settings in ``run_dir`` (module
+    docstring, "Resuming").
 
     Raises:
         RuntimeError: the training wrote no final checkpoint.
@@ -264,19 +325,28 @@ def train_run(
         "output_dir": str(run_dir / "train"),
         "progress_bar": False,
     }
+    final_ckpt = ckpt_dir / "checkpoint.pt"
+    length = section_epoch_length(n_train, b.batch_size) if section_epochs else None
+    settings = {
+        "bundle_config_sha256": config_digest(bundle_dir),
+        "overrides": {k: v for k, v in train_overrides.items() if k != "resume"},
+        "epoch_length": length,
+    }
+    resumed = _resume_point(run_dir, final_ckpt, settings)
+    done_before = resumed["iteration"] if resumed else 0
+    if resumed and done_before:
+        train_overrides["resume"] = True
     wf = _workflow([bundle_dir / "configs" / "train.json"], "train", bundle_dir, train_overrides)
     dev = torch.device(wf.parser.get_parsed_content("device"))
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     trainer = wf.parser.get_parsed_content("train#trainer")
-    if section_epochs:
-        length = section_epoch_length(n_train, b.batch_size)
-        if int(trainer.state.epoch_length or 0) != length:
-            logger.info(
-                "epochs of %d iterations (ceil(%d training items / batch %d)) instead of the loader's %s",
-                length, n_train, b.batch_size, trainer.state.epoch_length,
-            )
-            trainer.state.epoch_length = length
+    if length is not None and int(trainer.state.epoch_length or 0) != length:
+        logger.info(
+            "epochs of %d iterations (ceil(%d training items / batch %d)) instead of the loader's %s",
+            length, n_train, b.batch_size, trainer.state.epoch_length,
+        )
+        trainer.state.epoch_length = length
     network_def = wf.parser.get_parsed_content("network_def")
     recipe = describe_training(wf.parser)
     n_params = int(sum(p.numel() for p in network_def.parameters()))
@@ -284,24 +354,45 @@ def train_run(
     timer.attach(trainer)
     curve = LossCurve()
     curve.attach(trainer)
+    before = resumed or {"iteration_s": [], "curve": [], "train_wall_s": 0.0, "resumed_at_iterations": []}
     t_train = time.perf_counter()
+
+    def _progress_so_far() -> dict[str, Any]:
+        return {
+            "iteration_s": [*before["iteration_s"], *timer.times],
+            "curve": [*before["curve"], *curve.summary()],
+            "train_wall_s": before["train_wall_s"] + time.perf_counter() - t_train,
+            "resumed_at_iterations": before["resumed_at_iterations"],
+        }
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def _progress(engine: Any) -> None:
         loss = loss_terms(engine.state.output).get("loss", float("nan"))  # a dict, or a decollated list
         logger.info("epoch %d/%d  last loss %.4f  %.1f s so far", engine.state.epoch, b.max_epochs, float(loss), time.perf_counter() - t_train)
+        atomic_write_json(run_dir / TRAIN_STATE, {"settings": settings, "progress": _progress_so_far()})
 
-    wf.run()
-    wall = time.perf_counter() - t_train
+    epoch_length = int(trainer.state.epoch_length or length or 0)
+    if resumed and epoch_length and done_before >= int(b.max_epochs) * epoch_length:
+        logger.info("resume: %s is at iteration %d, the last: not trained again", final_ckpt, done_before)
+    else:
+        if resumed and done_before:
+            logger.info("resume: training from iteration %d of %s", done_before, final_ckpt)
+        wf.run()
+    progress = _progress_so_far()
     wf.finalize()
-    final_ckpt = ckpt_dir / "checkpoint.pt"
     if not final_ckpt.is_file():
         raise RuntimeError(f"training finished without writing the final checkpoint {final_ckpt}")
-    logger.info("training done in %.1f s (%d iterations, %.3f s/iteration)", wall, len(timer.times), float(np.mean(timer.times)))
+    iterations = int(trainer.state.iteration or done_before)
+    times = progress["iteration_s"]
+    logger.info(
+        "training done in %.1f s (%d iterations, %.3f s/iteration)",
+        progress["train_wall_s"], iterations, float(np.mean(times)) if times else float("nan"),
+    )
     return TrainedRun(
         ckpt_dir=ckpt_dir, final_ckpt=final_ckpt, image_size=list(image_size), device=dev, n_params=n_params,
-        recipe=recipe, iteration_s=list(timer.times), epoch_length=int(trainer.state.epoch_length), curve=curve.summary(),
-        t_train=t_train, wall_s=wall,
+        recipe=recipe, iteration_s=progress["iteration_s"], iterations=iterations,
+        resumed_at_iterations=list(progress["resumed_at_iterations"]), epoch_length=int(trainer.state.epoch_length),
+        curve=progress["curve"], t_train=t_train, wall_s=progress["train_wall_s"],
     )
 
 
@@ -448,7 +539,8 @@ def run_benchmark(
             # the run's start-up in this process (argument checks, config parsing, input checks, dataset caching,
             # network construction): apart from training; the suite imports MONAI once per process
             "setup_s": trained.t_train - t_start,
-            "train_iterations": len(trained.iteration_s),
+            "train_iterations": trained.iterations,
+            "resumed_at_iterations": trained.resumed_at_iterations,
             "epoch_length": trained.epoch_length,
             "seconds_per_iteration": float(np.mean(trained.iteration_s)) if trained.iteration_s else None,
             "seconds_per_iteration_median": float(np.median(trained.iteration_s)) if trained.iteration_s else None,

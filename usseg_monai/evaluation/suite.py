@@ -20,7 +20,8 @@ seed and test section for every run):
 - the measurement protocol (long/short axis and aspect-ratio errors, taller-than-wide agreement of each
   method's predicted masks) is part of every run's results and of every table.
 
-Every run writes ``WORK/<dataset>/<run id>/results.json``; a run whose results exist is not repeated (so a suite
+Every run writes ``WORK/<dataset>/<run id>/results.json``; a run whose results exist is not repeated, and one
+interrupted mid-training resumes from its last epoch (:mod:`usseg_monai.evaluation.runner`, "Resuming"; so a suite
 can be resumed, and a run shared by two protocols, the reference UNet, trains once; ``--reuse-runs RESULTS`` also
 reuses the runs of a suite results file from another machine, :func:`runs_of_results`). ``WORK/results.json`` holds
 every run of every dataset run into ``WORK`` (merged, so BUSI and DDTI can be run one after the other) with the
