@@ -73,6 +73,7 @@ def test_interrupted_training_resumes_and_a_finished_one_is_only_scored(tiny_pha
     import torch
 
     from usseg_monai.evaluation import runner
+    from usseg_monai.evaluation.train_state import TRAIN_STATE
 
     # 4 training images at batch 2: 2 iterations an epoch, 3 epochs = 6; the run dies after iteration 5 (mid epoch 3)
     kwargs = dict(test_key="test", n_resamples=20, device="cpu", threads=1, budget=get_budget("smoke", max_epochs=3))
@@ -95,7 +96,7 @@ def test_interrupted_training_resumes_and_a_finished_one_is_only_scored(tiny_pha
     ckpt = run / "models" / "checkpoint.pt"
     # the last complete epoch's (the bundle's StatsHandler re-raises first, so nothing is saved on the error)
     assert torch.load(ckpt, weights_only=True)["trainer"]["iteration"] == 4
-    state = json.loads((run / runner.TRAIN_STATE).read_text())
+    state = json.loads((run / TRAIN_STATE).read_text())
     assert [c["epoch"] for c in state["progress"]["curve"]] == [1, 2] and len(state["progress"]["iteration_s"]) == 4
     monkeypatch.setattr(runner.IterationTimer, "_stop", stop)
 

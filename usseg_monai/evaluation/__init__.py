@@ -6,7 +6,8 @@ it). One idea per module, imports pointing one way:
 - :mod:`~usseg_monai.evaluation.budgets`: named training budgets;
 - :mod:`~usseg_monai.evaluation.claims`: the papers' protocols, claims and targets;
 - :mod:`~usseg_monai.evaluation.measure`: iteration timer, training curve, device and versions of a run;
-- :mod:`~usseg_monai.evaluation.runner`: one bundle run (train, test, record) -> budgets, measure;
+- :mod:`~usseg_monai.evaluation.train_state`: resuming an interrupted training (its settings and progress file);
+- :mod:`~usseg_monai.evaluation.runner`: one bundle run (train, test, record) -> budgets, measure, train_state;
 - :mod:`~usseg_monai.evaluation.figures` and :mod:`~usseg_monai.evaluation.report`: the Markdown report and its
   figures from a suite's results -> claims;
 - :mod:`~usseg_monai.evaluation.plan`: the suite's rows -> claims;

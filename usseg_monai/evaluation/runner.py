@@ -18,16 +18,7 @@ overrides (so a new method bundle plugs in unchanged); :func:`run_benchmark` tak
    training wall time, inference milliseconds per image), peak memory, device, versions, budget, seed and
    datalists, written atomically to ``<run_dir>/results.json``.
 
-**Resuming.** After every epoch the training's settings (every training override, the bundle's config digest, the
-epoch length) and its progress (iteration times, loss curve, training wall time so far) are written atomically to
-``<run_dir>/train_state.json``, beside the bundle's own ``models/checkpoint.pt`` (the whole trainer state, written
-every epoch by ``TrainingStateSaver``). A run started again in the same folder with the same settings resumes from
-that checkpoint (the bundle's ``resume``) and carries the progress on, so a run killed at the end of a session
-loses at most one epoch; a checkpoint already at the last epoch (a run killed during its test pass) is not trained
-again, only scored. Other settings, or no state file: trained from the start. The record's
-``timing.resumed_at_iterations`` lists where it was resumed (empty: one uninterrupted training); resumed training is
-not bit-identical to an uninterrupted one (data order after the resume point), as CPU training here is not from run
-to run anyway. Changes to the library's Python code are not detected (as with ``--reuse-runs``).
+**Resuming**: an interrupted training continues from its last epoch (:mod:`usseg_monai.evaluation.train_state`).
 """
 
 from __future__ import annotations
@@ -52,6 +43,7 @@ from usseg_monai.data.io import DatasetError, atomic_write_json, load_datalist, 
 from usseg_monai.engines import loss_terms
 from usseg_monai.evaluation.budgets import Budget, get_budget, section_epoch_length
 from usseg_monai.evaluation.measure import IterationTimer, LossCurve, device_name, peak_memory_mb, versions
+from usseg_monai.evaluation.train_state import TRAIN_STATE, resume_point
 from usseg_monai.handlers.class_probabilities import read_class_probabilities
 from usseg_monai.metrics import (
     SEGMENTATION_METRICS,
@@ -62,12 +54,9 @@ from usseg_monai.metrics import (
 )
 from usseg_monai.recipes import describe_training
 
-__all__ = ["run_benchmark", "run_budget", "check_section", "train_run", "test_pass", "TrainedRun", "TRAIN_STATE"]
+__all__ = ["run_benchmark", "run_budget", "check_section", "train_run", "test_pass", "TrainedRun"]
 
 logger = logging.getLogger(__name__)
-
-#: the training's settings and progress, beside ``models/checkpoint.pt`` in a run folder (see "Resuming" above)
-TRAIN_STATE = "train_state.json"
 
 
 def check_section(path: str | os.PathLike, key: str, what: str, require_label: bool) -> list[dict[str, Any]]:
@@ -246,49 +235,6 @@ class TrainedRun:
     wall_s: float
 
 
-def _resume_point(run_dir: Path, ckpt: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The progress of an interrupted training of ``settings`` in ``run_dir`` (its :data:`TRAIN_STATE` cut at the
-    checkpoint's iteration, plus ``"iteration"``), or ``None`` where it must train from the start (logged why)."""
-    state_path = run_dir / TRAIN_STATE
-    if not ckpt.is_file():
-        return None
-    if not state_path.is_file():
-        logger.info("resume: %s has no %s (not written by this runner): training from the start", ckpt, state_path.name)
-        return None
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-        saved_settings, progress = state["settings"], state["progress"]
-    except (ValueError, KeyError, TypeError) as e:
-        logger.warning("resume: %s is unreadable (%s): training from the start", state_path, e)
-        return None
-    wanted = json.loads(json.dumps(settings))
-    if saved_settings != wanted:
-        old_o, new_o = saved_settings.get("overrides") or {}, wanted["overrides"]
-        top = sorted(k for k in set(saved_settings) | set(wanted) if k != "overrides")
-        changed = [k for k in top if saved_settings.get(k) != wanted.get(k)]
-        changed += [k for k in sorted(set(old_o) | set(new_o)) if old_o.get(k) != new_o.get(k)]
-        logger.info(
-            "resume: %s was trained with other settings (%s): training from the start", ckpt, ", ".join(changed)
-        )
-        return None
-    try:
-        trainer_state = torch.load(ckpt, map_location="cpu", weights_only=True)["trainer"]
-        iteration = int(trainer_state["iteration"])
-    except Exception as e:  # a damaged file: the bundle's loader would stop the run; start again instead
-        logger.warning(
-            "resume: checkpoint %s is unreadable (%s: %s): training from the start", ckpt, type(e).__name__, e
-        )
-        return None
-    epoch_length = int(settings["epoch_length"] or trainer_state.get("epoch_length") or 1)
-    return {
-        "iteration": iteration,
-        "iteration_s": list(progress["iteration_s"])[:iteration],
-        "curve": [c for c in progress["curve"] if int(c["epoch"]) <= iteration // epoch_length],
-        "train_wall_s": float(progress["train_wall_s"]),
-        "resumed_at_iterations": [*progress.get("resumed_at_iterations", []), iteration],
-    }
-
-
 def train_run(
     bundle_dir: Path,
     train_datalist: Path,
@@ -304,8 +250,8 @@ def train_run(
     """Train ``bundle_dir``'s ``configs/train.json`` on ``train_datalist[train_key]`` at budget ``b`` with the
     overrides ``common`` (seed, device, amp, the row's own) at ``image_size``, checkpoints in ``run_dir/models``; with
     ``section_epochs`` every epoch is :func:`section_epoch_length` of ``n_train`` iterations. Logs progress per
-    epoch; times every iteration; resumes an interrupted training of the same settings in ``run_dir`` (module
-    docstring, "Resuming").
+    epoch; times every iteration; resumes an interrupted training of the same settings in ``run_dir``
+    (:mod:`usseg_monai.evaluation.train_state`).
 
     Raises:
         RuntimeError: the training wrote no final checkpoint.
@@ -332,7 +278,7 @@ def train_run(
         "overrides": {k: v for k, v in train_overrides.items() if k != "resume"},
         "epoch_length": length,
     }
-    resumed = _resume_point(run_dir, final_ckpt, settings)
+    resumed = resume_point(run_dir, final_ckpt, settings)
     done_before = resumed["iteration"] if resumed else 0
     if resumed and done_before:
         train_overrides["resume"] = True
