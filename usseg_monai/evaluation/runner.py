@@ -314,8 +314,12 @@ def train_run(
     @trainer.on(Events.EPOCH_COMPLETED)
     def _progress(engine: Any) -> None:
         loss = loss_terms(engine.state.output).get("loss", float("nan"))  # a dict, or a decollated list
-        logger.info("epoch %d/%d  last loss %.4f  %.1f s so far", engine.state.epoch, b.max_epochs, float(loss), time.perf_counter() - t_train)
-        atomic_write_json(run_dir / TRAIN_STATE, {"settings": settings, "progress": _progress_so_far()})
+        progress = _progress_so_far()  # training time of this run, the resumed parts included
+        logger.info(
+            "epoch %d/%d  last loss %.4f  %.1f s of training so far",
+            engine.state.epoch, b.max_epochs, float(loss), progress["train_wall_s"],
+        )
+        atomic_write_json(run_dir / TRAIN_STATE, {"settings": settings, "progress": progress})
 
     epoch_length = int(trainer.state.epoch_length or length or 0)
     if resumed and epoch_length and done_before >= int(b.max_epochs) * epoch_length:
