@@ -205,3 +205,48 @@ def test_the_deciding_budget_keeps_its_runs_where_git_commits_them():
     proc = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-v", "docs/deciding/runs/it1040.json.gz"],
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 1, f"git ignores the kept benchmark records: {proc.stdout.strip()}"
+
+
+def test_hidden_mask_dice_scores_the_masks_the_split_dropped(tmp_path, capsys):
+    """A fresh mean teacher (teacher = copy of student) scores alike as both members, on exactly the training images
+    whose masks the split dropped; batch norm re-estimated on the labeled images is a third row."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    from usseg_monai.bundle_paths import resolve_bundle
+    from usseg_monai.data.io import DatasetError, load_datalist
+    from usseg_monai.data.phantom import prepare_phantom
+    from usseg_monai.data.resplit import split_datalist
+    from usseg_monai.networks.crii_net import checkpoint_modules
+
+    hm = _script("hidden_mask_dice")
+    prepare_phantom(tmp_path / "ds", n_images=8, image_size=(64, 48), seed=0, val_fraction=0.25, test_fraction=0.0)
+    split = tmp_path / "few" / "datalist_labeled.json"
+    split_datalist(tmp_path / "ds" / "datalist.json", split, labeled=0.5, seed=0)
+    hidden, labeled = hm.hidden_mask_items(split)
+    training = load_datalist(split)["training"]
+    assert len(hidden) == sum(it.get("supervision") == "none" for it in training) > 0
+    assert len(labeled) == len(training) - len(hidden) > 0
+    assert all(Path(it["label"]).is_file() and Path(it["label"]).parent.name == "labels" for it in hidden)
+
+    bundle = resolve_bundle("crii_net_us_2d_segmentation")
+    overrides = {"method": "mean_teacher"}
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "train.json"))
+    parser["bundle_root"] = str(bundle)
+    parser["method"], parser["image_size"] = "mean_teacher", [32, 32]
+    net = parser.get_parsed_content("network_def")
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    torch.save({k: m.state_dict() for k, m in checkpoint_modules(net).items()}, run / "models" / "checkpoint.pt")
+    record = {"bundle": "crii_net_us_2d_segmentation", "bundle_overrides": overrides,
+              "budget": {"image_size": [32, 32]}, "datalists": {"train": {"path": str(split)}}}  # fmt: skip
+    (run / "results.json").write_text(json.dumps(record))
+    assert hm.main([str(run), "--bn-from-labeled"]) == 0
+    out = capsys.readouterr().out
+    assert f"Dice on {len(hidden)} training images whose masks were hidden" in out
+    rows = json.loads(out.strip().splitlines()[-1])
+    assert list(rows)[:2] == ["teacher (inference)", "student"] and len(rows) == 3
+    assert rows["teacher (inference)"] == rows["student"] and all(0.0 <= v <= 1.0 for v in rows.values())
+    with pytest.raises(DatasetError, match="derived_from"):
+        hm.hidden_mask_items(tmp_path / "ds" / "datalist.json")
