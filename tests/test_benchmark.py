@@ -118,6 +118,10 @@ def test_interrupted_training_resumes_and_a_finished_one_is_only_scored(tiny_pha
     assert again["timing"]["train_iterations"] == 6 and again["timing"]["resumed_at_iterations"] == [4, 6]
     assert again["training_curve"] == r["training_curve"]
     assert again["metrics"]["dice"]["mean"] == pytest.approx(r["metrics"]["dice"]["mean"])
+    # a resumed run's total time holds the training of the processes it resumed from (the report's test column is
+    # total - setup - training)
+    for rec in (r, again):
+        assert rec["timing"]["total_wall_s"] >= rec["timing"]["setup_s"] + rec["timing"]["train_wall_s"]
 
     # other settings (a seed) in the same folder: trained from the start, the reason logged
     other = run_benchmark(BUNDLE, tiny_phantom, tiny_phantom, run, **{**kwargs, "seed": 1})
