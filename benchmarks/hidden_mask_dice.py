@@ -119,19 +119,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, value in {**record["bundle_overrides"], "image_size": record["budget"]["image_size"]}.items():
         parser[key] = value
     network = parser.get_parsed_content("network_def")
-    checkpoint = torch.load(args.run_dir / "models" / "checkpoint.pt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(args.run_dir / "models" / "checkpoint.pt", map_location="cpu", weights_only=True)
     for name, module in checkpoint_modules(network).items():
         module.load_state_dict(checkpoint[name])
     preprocess = parser.get_parsed_content("validate#preprocessing")
     hidden, labeled = hidden_mask_items(split_path)
     hidden = hidden[: args.max_images] if args.max_images > 0 else hidden
     hidden_data = [preprocess(dict(it)) for it in hidden]
-    rows = {name: score(net, hidden_data) for name, net in members(network).items()}
+    nets = members(network)
+    rows = {name: score(net, hidden_data) for name, net in nets.items()}
     if args.bn_from_labeled:
         images = torch.stack([torch.as_tensor(preprocess(dict(it))["image"]) for it in labeled])
-        first = next(iter(members(network).values()))
         rows[f"inference network, batch norm from the {len(labeled)} labeled images"] = score(
-            reestimate_batch_norm(first, images), hidden_data
+            reestimate_batch_norm(next(iter(nets.values())), images), hidden_data
         )
     print(f"{args.run_dir.name}: Dice on {len(hidden_data)} training images whose masks were hidden "
           f"({record['bundle_overrides'].get('method')}, {split_path.name}, size {record['budget']['image_size']})")

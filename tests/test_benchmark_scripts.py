@@ -250,3 +250,19 @@ def test_hidden_mask_dice_scores_the_masks_the_split_dropped(tmp_path, capsys):
     assert rows["teacher (inference)"] == rows["student"] and all(0.0 <= v <= 1.0 for v in rows.values())
     with pytest.raises(DatasetError, match="derived_from"):
         hm.hidden_mask_items(tmp_path / "ds" / "datalist.json")
+
+
+def test_reestimated_batch_norm_holds_the_statistics_of_the_given_images():
+    import torch
+
+    hm = _script("hidden_mask_dice")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3))
+    images = torch.randn(5, 1, 8, 8) * 2.0 + 1.0
+    fresh = hm.reestimate_batch_norm(net, images)
+    feats = net[0](images).detach()
+    assert torch.allclose(fresh[1].running_mean, feats.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert torch.allclose(fresh[1].running_var, feats.var(dim=(0, 2, 3), unbiased=True), atol=1e-4)
+    assert not fresh.training and torch.equal(net[1].running_mean, torch.zeros(3))  # the original is untouched
+    with pytest.raises(ValueError, match="no batch-norm layer"):
+        hm.reestimate_batch_norm(torch.nn.Conv2d(1, 1, 1), images)
