@@ -10,7 +10,7 @@ import pytest
 
 from usseg_monai.data.io import DatasetError, load_png, save_png
 from usseg_monai.evaluation.figures import choose_gallery_cases
-from usseg_monai.evaluation.report import load_suite_results, markdown_report, write_report
+from usseg_monai.evaluation.report import bundle_results_markdown, load_suite_results, markdown_report, write_report
 
 
 def _ci(mean, lo, hi, n=3):
@@ -302,3 +302,25 @@ def test_several_suites_make_one_report_with_a_table_per_budget(suite, tmp_path,
     assert (out.parent / "figures" / "dice_Tiny_calipers-at-cpu-decide.png").is_file()
     assert main(["report", str(tmp_path / "quick.json"), str(tmp_path / "quick.json"), "--output", str(out)]) == 2
     assert "both have the row" in capsys.readouterr().err
+
+
+def test_report_names_every_device_the_runs_trained_on(suite):
+    """A report merging runs from two machines says so, in the facts and under a table that mixes them, instead of
+    naming the first run's device for all (s/it are only comparable on one device)."""
+    for r in suite["runs"]:
+        r["device"] = "CPU A (2 logical cores)"
+    suite["runs"][1]["device"] = "CPU B (2 logical cores)"
+    md = markdown_report(suite)
+    n = len(suite["runs"])
+    facts = next(line for line in md.splitlines() if line.startswith("- device: "))
+    assert facts == (
+        f"- device: CPU A (2 logical cores) ({n - 1} run{'s' if n > 2 else ''}); CPU B (2 logical cores) (1 run); "
+        "s/it compare only between runs on the same device"
+    )
+    assert md.count("Devices differ in this table: ") == 1
+    suite["runs"][1]["bundle"] = "method_b"  # a bundle's README names the devices of its own rows
+    assert "device: CPU B (2 logical cores); test:" in bundle_results_markdown(suite, "method_b")
+    for r in suite["runs"]:
+        r["device"] = "CPU A (2 logical cores)"
+    md = markdown_report(suite)
+    assert "- device: CPU A (2 logical cores)\n" in md and "Devices differ" not in md

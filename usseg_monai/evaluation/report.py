@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -287,7 +288,7 @@ def markdown_report(
         ("budget", suite.get("budget")),
         ("budget settings", json.dumps(suite.get("budget_settings")) if suite.get("budget_settings") else None),
         ("budget per protocol", _protocol_budgets_line(suite)),
-        ("device", suite.get("device") or (runs[0].get("device") if runs else None)),
+        ("device", devices_line(runs) or suite.get("device")),
         ("versions", ", ".join(f"{k} {v}" for k, v in (suite.get("versions") or runs[0].get("versions") or {}).items())),
         ("seed", suite.get("seed")),
         (
@@ -357,6 +358,8 @@ def markdown_report(
         out += [f"{n}" for n in sorted(notes)] + ([""] if notes else [])
         out.append(_table(header, [_metric_row(r) for r in group]))
         out.append("")
+        if len({r.get("device") for r in group}) > 1:
+            out += [f"Devices differ in this table: {devices_line(group)}.", ""]
         diffs = []
         for r in group[1:]:
             d = paired_dice_difference(r, group[0])
@@ -394,6 +397,16 @@ def markdown_report(
             )
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def devices_line(runs: Sequence[Mapping[str, Any]]) -> str | None:
+    """The device the runs trained on, as their records name it; with several, each with its number of runs, most
+    first, and that seconds per iteration compare only between runs on the same device."""
+    counts = Counter(str(r["device"]) for r in runs if r.get("device"))
+    if len(counts) <= 1:
+        return next(iter(counts), None)
+    listed = "; ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in counts.most_common())
+    return f"{listed}; s/it compare only between runs on the same device"
 
 
 def _budget_words(b: Mapping[str, Any]) -> str:
@@ -459,17 +472,18 @@ def bundle_results_markdown(results: Mapping[str, Any], bundle: str) -> str:
     """The rows of ``bundle``'s runs, one table per dataset and protocol (empty string when it has none)."""
     header = ["method"] + [c[1] for c in METRIC_COLUMNS] + ["cls acc", "params", "s/it"]
     suite = results.get("suite", {})
-    parts = []
+    parts, shown = [], []
     for dataset, protocol, group in _groups(results["runs"]):
         rows = [r for r in group if r.get("bundle") == bundle]
         if not rows:
             continue
+        shown += rows
         trained = rows[0].get("budget") or {}
         title = f"**{dataset}, {protocol}**" + (f" ({_budget_words(trained)})" if trained else "")
         parts += [title, "", _table(header, [_metric_row(r) for r in rows]), ""]
     if not parts:
         return ""
-    device = suite.get("device") or results["runs"][0].get("device")
+    device = devices_line(shown) or suite.get("device")
     intro = (
         f"From `docs/results.md` (budget `{suite.get('budget')}`; device: {device}; test: each dataset's own "
         "held-out section, see the report)."
