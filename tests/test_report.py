@@ -314,7 +314,7 @@ def test_report_names_every_device_the_runs_trained_on(suite):
     n = len(suite["runs"])
     facts = next(line for line in md.splitlines() if line.startswith("- device: "))
     assert facts == (
-        f"- device: CPU A (2 logical cores) ({n - 1} run{'s' if n > 2 else ''}); CPU B (2 logical cores) (1 run); "
+        f"- device: CPU A (2 logical cores) ({n - 1} row{'s' if n > 2 else ''}); CPU B (2 logical cores) (1 row); "
         "s/it compare only between runs on the same device"
     )
     assert md.count("Devices differ in this table: ") == 1

@@ -400,12 +400,12 @@ def markdown_report(
 
 
 def devices_line(runs: Sequence[Mapping[str, Any]]) -> str | None:
-    """The device the runs trained on, as their records name it; with several, each with its number of runs, most
-    first, and that seconds per iteration compare only between runs on the same device."""
+    """The device the runs trained on, as their records name it; with several, each with its number of rows (a row
+    per run and protocol), most first, and that seconds per iteration compare only between runs on the same device."""
     counts = Counter(str(r["device"]) for r in runs if r.get("device"))
     if len(counts) <= 1:
         return next(iter(counts), None)
-    listed = "; ".join(f"{name} ({n} run{'s' if n > 1 else ''})" for name, n in counts.most_common())
+    listed = "; ".join(f"{name} ({n} row{'s' if n > 1 else ''})" for name, n in counts.most_common())
     return f"{listed}; s/it compare only between runs on the same device"
 
 
