@@ -9,7 +9,9 @@
 # (prepared data and one suite folder per number of iterations: WORK/it<N>/). THREADS: torch threads (default 2).
 # STEP (default: every step, in this order): busi-calipers-official busi-calipers-project busi-few
 # ddti-calipers-official ddti-calipers-project ddti-few curve-260 curve-520. The test set is each prepared datalist's
-# own validation section, as in docs/results.md.
+# own validation section, as in docs/results.md. The few-masks steps train at the mask fractions in
+# $USSEG_FEW_FRACTIONS (default "0.04 0.1"; e.g. "0.04" for the #16 target's setting alone; a later run at both
+# reuses the 4% runs).
 #
 # Resumable across sessions and machines: finished runs under WORK are reused, a run killed mid-training resumes
 # from its last finished epoch when started again with the same WORK (at most one epoch is lost), and after every run the suite
@@ -30,6 +32,10 @@ for step in "${STEPS[@]}"; do
     curve-[0-9]*) ;;
     *) echo "deciding_budget.sh: unknown step '$step'" >&2; exit 2 ;;
   esac
+done
+FEW_FRACTIONS=(${USSEG_FEW_FRACTIONS:-0.04 0.1})
+for f in "${FEW_FRACTIONS[@]}"; do
+  [[ "$f" =~ ^0?\.[0-9]*[1-9][0-9]*$ ]] || { echo "deciding_budget.sh: USSEG_FEW_FRACTIONS: '$f' is not a fraction in (0, 1)" >&2; exit 2; }
 done
 KEEP="$(realpath -m "${USSEG_DECIDING_KEEP:-$HERE/../docs/deciding/runs}")"
 mkdir -p "$WORK" "$KEEP"
@@ -58,10 +64,10 @@ for step in "${STEPS[@]}"; do
   case "$step" in
     busi-calipers-official) suite BUSI-lesions "$(prepare busi)" 1040 calipers --recipe crbnet_official ;;
     busi-calipers-project) suite BUSI-lesions "$(prepare busi)" 1040 calipers --recipe project ;;
-    busi-few) suite BUSI-lesions "$(prepare busi)" 1040 few_masks --fractions 0.04 0.1 ;;
+    busi-few) suite BUSI-lesions "$(prepare busi)" 1040 few_masks --fractions "${FEW_FRACTIONS[@]}" ;;
     ddti-calipers-official) suite DDTI "$(prepare ddti)" 1040 calipers --recipe crbnet_official ;;
     ddti-calipers-project) suite DDTI "$(prepare ddti)" 1040 calipers --recipe project ;;
-    ddti-few) suite DDTI "$(prepare ddti)" 1040 few_masks --fractions 0.04 0.1 ;;
+    ddti-few) suite DDTI "$(prepare ddti)" 1040 few_masks --fractions "${FEW_FRACTIONS[@]}" ;;
     curve-*) suite BUSI-lesions "$(prepare busi)" "${step#curve-}" calipers --recipe crbnet_official ;;
   esac
 done

@@ -193,6 +193,19 @@ def test_deciding_budget_refuses_an_unknown_step_before_anything_runs(tmp_path):
     assert not work.exists() and not (tmp_path / "keep").exists()
 
 
+@pytest.mark.parametrize("fractions", ["0.04 1.5", "0", "0.04 ten"])
+def test_deciding_budget_refuses_a_mask_fraction_outside_0_1_before_anything_runs(tmp_path, fractions):
+    import subprocess
+
+    work = tmp_path / "work"
+    env = {"PATH": "/usr/bin:/bin", "USSEG_DECIDING_KEEP": str(tmp_path / "keep"), "USSEG_FEW_FRACTIONS": fractions}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "deciding_budget.sh"), "busi", "ddti", str(work), "1", "ddti-few"],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    bad = fractions.split()[-1]
+    assert proc.returncode == 2 and f"USSEG_FEW_FRACTIONS: '{bad}' is not a fraction in (0, 1)" in proc.stderr
+    assert not work.exists() and not (tmp_path / "keep").exists()
+
+
 def test_the_deciding_budget_keeps_its_runs_where_git_commits_them():
     import shutil
     import subprocess
