@@ -318,6 +318,9 @@ def test_report_names_every_device_the_runs_trained_on(suite):
         "s/it compare only between runs on the same device"
     )
     assert md.count("Devices differ in this table: ") == 1
+    del suite["runs"][0]["device"]  # a record without a device is not a second device
+    assert "Devices differ" not in markdown_report(suite)
+    suite["runs"][0]["device"] = "CPU A (2 logical cores)"
     suite["runs"][1]["bundle"] = "method_b"  # a bundle's README names the devices of its own rows
     assert "device: CPU B (2 logical cores); test:" in bundle_results_markdown(suite, "method_b")
     for r in suite["runs"]:

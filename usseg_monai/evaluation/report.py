@@ -358,7 +358,7 @@ def markdown_report(
         out += [f"{n}" for n in sorted(notes)] + ([""] if notes else [])
         out.append(_table(header, [_metric_row(r) for r in group]))
         out.append("")
-        if len({r.get("device") for r in group}) > 1:
+        if len({r["device"] for r in group if r.get("device")}) > 1:
             out += [f"Devices differ in this table: {devices_line(group)}.", ""]
         diffs = []
         for r in group[1:]:
